@@ -350,11 +350,26 @@ contract CustodyLedger is RelayedActions {
                 aux: 0
             });
             uint256 word = _enc(fresh);
-            for (uint256 end = k + perGroup; k < end; ++k) {
-                bytes32 key = keys[k];
+            // Hot loop (the journey's gas budget): one SLOAD and one SSTORE per unit.
+            uint256 end = k + perGroup;
+            uint256 bad = type(uint256).max;
+            assembly ("memory-safe") {
+                mstore(32, _units.slot)
+                for {} lt(k, end) { k := add(k, 1) } {
+                    let key := calldataload(add(keys.offset, shl(5, k)))
+                    mstore(0, key)
+                    let slot := keccak256(0, 64)
+                    if or(iszero(shr(88, key)), sload(slot)) {
+                        bad := k
+                        break
+                    }
+                    sstore(slot, word)
+                }
+            }
+            if (bad != type(uint256).max) {
+                bytes32 key = keys[bad];
                 if (uint256(key) >> 88 == 0) revert InvalidUnitKey(key);
-                if (_units[key] != 0) revert DuplicateSerial(key);
-                _units[key] = word;
+                revert DuplicateSerial(key);
             }
         }
         emit UnitsCommissioned(batchId, org, signer, eventHash, containerKeys, keys);
@@ -535,41 +550,47 @@ contract CustodyLedger is RelayedActions {
     function decommission(bytes32[] calldata keys, uint8 reason, bytes32 eventHash) external {
         (address signer, uint32 org) = _caller();
         if (reason < DISPENSED || reason > CHECKED_OUT) revert InvalidReason(reason);
-        // The dispensing counter's hot loop: packed words on the stack, one SLOAD and one SSTORE per
-        // unit, and one-entry caches of the last parent container and the last batch checked (a tote
-        // is mostly one case of one batch). The journey's gas budget per unit depends on it.
-        uint256 stamp = (uint256(reason) << 8) | (uint256(org) << 64) | (uint256(uint40(block.timestamp)) << 216);
-        uint256 lastParent;
-        uint256 lastParentHolder; // 0 when the parent is not dissolved, i.e. the unit is packed
-        uint256 lastBatch;
-        bool destroying = reason == DESTROYED;
-        for (uint256 i = 0; i < keys.length; ++i) {
-            bytes32 key = keys[i];
-            uint256 w = _units[key];
-            if (w & 0xFFFF != ACTIVE_UNIT) _revertNotActiveUnit(key, w);
-            uint256 parent = (w >> 96) & MASK88;
-            uint256 holder;
-            if (parent == 0) {
-                uint256 seq = (w >> 184) & MASK32;
-                if (seq != 0) revert InTransit(key, _shipmentIdAt[uint32(seq)]);
-                holder = (w >> 64) & MASK32;
-            } else {
-                if (parent != lastParent) {
-                    Item memory p = _dec(_containers[uint88(parent)]);
-                    lastParentHolder = p.state == DISSOLVED ? _holderOf(p) : 0;
-                    lastParent = parent;
+        // The dispensing counter's hot loop. A fast path in assembly handles units whose parent and
+        // batch match the last ones checked (a tote is mostly one case of one batch): one SLOAD and
+        // one SSTORE each. Anything else (first unit, a new case or batch, any refusal) goes through
+        // the Solidity path below, which checks everything, refreshes the caches or reverts with the
+        // precise error. The journey's gas budget per unit depends on this loop.
+        DecommissionCache memory c;
+        c.org = org;
+        c.reason = reason;
+        c.stamp = (uint256(reason) << 8) | (uint256(org) << 64) | (uint256(uint40(block.timestamp)) << 216);
+        uint256 n = keys.length;
+        uint256 i;
+        while (i < n) {
+            // A unit passes the fast path when its packed word matches the cached pattern: active unit,
+            // last batch checked, last parent seen (whose holder is the caller), not in transit, not
+            // suspect unless destroying; a loose unit (no parent) must also name the caller as holder.
+            uint256 mask;
+            uint256 expected = 1; // matches nothing until the caches are filled
+            if (c.batch != 0 && (c.parent == 0 || c.parentHolder == org)) {
+                mask = 0xffff | (MASK32 << 32) | (MASK88 << 96) | (MASK32 << 184);
+                if (reason != DESTROYED) mask |= 0xff << 16;
+                expected = ACTIVE_UNIT | (c.batch << 32) | (c.parent << 96);
+                if (c.parent == 0) {
+                    mask |= MASK32 << 64;
+                    expected |= uint256(org) << 64;
                 }
-                if (lastParentHolder == 0) revert ItemPacked(key);
-                holder = lastParentHolder;
             }
-            if (holder != org) revert NotHolder(key, uint32(holder));
-            uint256 batch = (w >> 32) & MASK32;
-            if (batch != lastBatch) {
-                _checkBatchForDecommission(key, uint32(batch), reason);
-                lastBatch = batch;
+            uint256 stamp = c.stamp;
+            assembly ("memory-safe") {
+                mstore(32, _units.slot)
+                for {} lt(i, n) { i := add(i, 1) } {
+                    mstore(0, calldataload(add(keys.offset, shl(5, i))))
+                    let slot := keccak256(0, 64)
+                    let w := sload(slot)
+                    if iszero(eq(and(w, mask), expected)) { break }
+                    sstore(slot, or(and(w, KEEP_ON_DECOMMISSION), stamp))
+                }
             }
-            if (!destroying && (w >> 16) & 0xFF != NOT_SUSPECT) revert SuspectItem(key, uint8(w >> 16));
-            _units[key] = (w & KEEP_ON_DECOMMISSION) | stamp;
+            if (i < n) {
+                _decommissionChecked(keys[i], c);
+                ++i;
+            }
         }
         emit UnitsDecommissioned(reason, org, signer, eventHash, keys);
     }
@@ -1030,12 +1051,55 @@ contract CustodyLedger is RelayedActions {
 
     // ---- decommissioning checks on packed words
 
-    uint256 private constant MASK32 = type(uint32).max;
-    uint256 private constant MASK88 = type(uint88).max;
-    /// @dev kind UNIT and state ACTIVE in the low two bytes of a packed item.
-    uint256 private constant ACTIVE_UNIT = (uint256(ACTIVE) << 8) | KIND_UNIT;
+    // Literals, because inline assembly reads only literal constants.
+    uint256 private constant MASK32 = 0xffffffff;
+    uint256 private constant MASK88 = 0xffffffffffffffffffffff;
+    /// @dev kind UNIT (1) and state ACTIVE (1) in the low two bytes of a packed item.
+    uint256 private constant ACTIVE_UNIT = 0x0101;
     /// @dev Keeps kind, suspect, height and batch; clears state, holder, parent, shipment and aux.
-    uint256 private constant KEEP_ON_DECOMMISSION = 0xFF | (uint256(type(uint48).max) << 16);
+    uint256 private constant KEEP_ON_DECOMMISSION = 0xffffffffffff00ff;
+
+    /// @dev The caller, the reason, the new-state stamp, and the caches of the fast path: the last
+    /// parent container seen with its holder (0 while it is not dissolved, i.e. the unit is packed)
+    /// and the last batch that passed the checks for this reason.
+    struct DecommissionCache {
+        uint32 org;
+        uint8 reason;
+        uint256 stamp;
+        uint256 parent;
+        uint256 parentHolder;
+        uint256 batch;
+    }
+
+    /// @dev Decommissions one unit with every check spelled out, refreshing the caches.
+    function _decommissionChecked(bytes32 key, DecommissionCache memory c) private {
+        uint256 w = _units[key];
+        if (w & 0xFFFF != ACTIVE_UNIT) _revertNotActiveUnit(key, w);
+        uint256 parent = (w >> 96) & MASK88;
+        uint256 holder;
+        if (parent == 0) {
+            uint256 seq = (w >> 184) & MASK32;
+            if (seq != 0) revert InTransit(key, _shipmentIdAt[uint32(seq)]);
+            holder = (w >> 64) & MASK32;
+            c.parent = 0;
+        } else {
+            if (parent != c.parent) {
+                Item memory p = _dec(_containers[uint88(parent)]);
+                c.parentHolder = p.state == DISSOLVED ? _holderOf(p) : 0;
+                c.parent = parent;
+            }
+            if (c.parentHolder == 0) revert ItemPacked(key);
+            holder = c.parentHolder;
+        }
+        if (holder != c.org) revert NotHolder(key, uint32(holder));
+        uint256 batch = (w >> 32) & MASK32;
+        if (batch != c.batch) {
+            _checkBatchForDecommission(key, uint32(batch), c.reason);
+            c.batch = batch;
+        }
+        if (c.reason != DESTROYED && (w >> 16) & 0xFF != NOT_SUSPECT) revert SuspectItem(key, uint8(w >> 16));
+        _units[key] = (w & KEEP_ON_DECOMMISSION) | c.stamp;
+    }
 
     function _revertNotActiveUnit(bytes32 key, uint256 w) private pure {
         if (w == 0) revert UnknownItem(key);

@@ -49,6 +49,7 @@ def run_journey(
     units_per_case: int = 100,
     pallets: int = 5,
     units_per_tx: int = 500,
+    dispense_per_tx: int = 1000,
     lot: str = "J-0001",
     progress: Callable[[str, int], None] | None = None,
 ) -> JourneyResult:
@@ -110,11 +111,11 @@ def run_journey(
             "unpackAll:cases",
             pharmacy.client.transact("CustodyLedger", "unpackAll", case_keys[start : start + 50], b"\x31" * 32),
         )
-    for start in range(0, total_units, units_per_tx):
+    for start in range(0, total_units, dispense_per_tx):
         record(
             "decommission:dispensed",
             pharmacy.client.transact(
-                "CustodyLedger", "decommission", keys[start : start + units_per_tx], UnitState.DISPENSED, b"\x40" * 32
+                "CustodyLedger", "decommission", keys[start : start + dispense_per_tx], UnitState.DISPENSED, b"\x40" * 32
             ),
         )
     return result
