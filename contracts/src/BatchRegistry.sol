@@ -213,7 +213,11 @@ contract BatchRegistry is IBatchRegistry, RelayedActions {
         (address signer, uint32 org) = _caller();
         uint32 sponsor = _productOwner[gtin];
         if (sponsor == 0) revert UnknownProduct(gtin);
-        if (org != sponsor && !_authorized[gtin][org]) revert NotAuthorizedManufacturer(org, gtin);
+        if (org != sponsor) {
+            if (!_authorized[gtin][org]) revert NotAuthorizedManufacturer(org, gtin);
+            // An authorisation outlives a role the admin has since withdrawn; the role decides.
+            if (!registry.hasRole(org, CMO_ROLE)) revert MissingRole(org, CMO_ROLE);
+        }
         if (bytes(lot).length == 0 || bytes(lot).length > 20) revert InvalidLot(lot);
         if (!_validExpiry(expiry)) revert InvalidExpiry(expiry);
         if (!Gs1.isValid(siteGln, 13)) revert InvalidGln(siteGln);
@@ -246,6 +250,7 @@ contract BatchRegistry is IBatchRegistry, RelayedActions {
     /// @param meaning The meaning of the signature (e.g. "reviewed", "approved", "released for sale").
     function anchorCertificate(bytes32 batchId, uint8 kind, bytes32 documentHash, bytes32 meaning) external {
         (address signer, uint32 org) = _caller();
+        if (kind > uint8(type(CertificateKind).max)) revert InvalidCertificate(CertificateKind.None, documentHash);
         _anchor(batchId, CertificateKind(kind), documentHash, meaning, signer, org);
     }
 
@@ -470,9 +475,17 @@ contract BatchRegistry is IBatchRegistry, RelayedActions {
         emit BatchStatusChanged(batchId, from, to, reasonHash, org, signer);
     }
 
+    /// @dev GS1 AI 17: YYMMDD with a real calendar date, or day 00 for "end of the month". Years
+    /// are 20YY (the GS1 century rule only differs for dates 50+ years away).
     function _validExpiry(uint32 expiry) private pure returns (bool) {
+        if (expiry > 991231) return false;
+        uint32 year = expiry / 10000;
         uint32 month = (expiry / 100) % 100;
         uint32 day = expiry % 100;
-        return expiry <= 991231 && month >= 1 && month <= 12 && day <= 31;
+        if (month < 1 || month > 12) return false;
+        uint32 daysInMonth = 31;
+        if (month == 4 || month == 6 || month == 9 || month == 11) daysInMonth = 30;
+        else if (month == 2) daysInMonth = year % 4 == 0 ? 29 : 28;
+        return day <= daysInMonth;
     }
 }
