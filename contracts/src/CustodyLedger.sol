@@ -70,6 +70,9 @@ contract CustodyLedger is RelayedActions {
     bytes32 private constant REPORT_MISSING_TYPEHASH = keccak256(
         "ReportMissing(bytes32 shipmentId,bytes32[] keys,bytes32 reasonHash,uint256 nonce,uint256 deadline)"
     );
+    bytes32 private constant RECLAIM_SHIPMENT_TYPEHASH = keccak256(
+        "ReclaimShipment(bytes32 shipmentId,bytes32[] keys,bytes32 reasonHash,uint256 nonce,uint256 deadline)"
+    );
     bytes32 private constant DECOMMISSION_TYPEHASH =
         keccak256("Decommission(bytes32[] keys,uint8 reason,bytes32 eventHash,uint256 nonce,uint256 deadline)");
     bytes32 private constant UNDO_DECOMMISSION_TYPEHASH =
@@ -212,6 +215,10 @@ contract CustodyLedger is RelayedActions {
     error UnevenAggregation(uint256 units, uint256 containers);
     /// @notice Only the addressee settles a shipment.
     error NotAddressee(bytes32 shipmentId, uint32 org);
+    /// @notice Only the sender reclaims a shipment.
+    error NotSender(bytes32 shipmentId, uint32 org);
+    /// @notice The addressee is active and can settle the shipment itself.
+    error AddresseeActive(bytes32 shipmentId, uint32 to);
     /// @notice The item is not pending in this shipment.
     error NotInShipment(bytes32 key, bytes32 shipmentId);
     /// @notice The decommission reason is not one of the reason codes.
@@ -277,6 +284,10 @@ contract CustodyLedger is RelayedActions {
     event ShipmentDiscrepancyRecorded(
         bytes32 indexed shipmentId, uint32 indexed org, address signer, bytes32 reasonHash, bytes32[] keys
     );
+    /// @notice The sender took back items in transit to an addressee no longer active.
+    event ShipmentReclaimed(
+        bytes32 indexed shipmentId, uint32 indexed org, address signer, bytes32 reasonHash, bytes32[] keys
+    );
     /// @notice Every item of a shipment was settled.
     event ShipmentClosed(bytes32 indexed shipmentId, uint32 received, uint32 rejected, uint32 missing);
     /// @notice Units were decommissioned by their holder for `reason`.
@@ -324,9 +335,8 @@ contract CustodyLedger is RelayedActions {
             revert BatchNotCommissionable(batchId, core.status);
         }
         uint256 groups = containerKeys.length;
-        if (keys.length == 0 || (groups != 0 && keys.length % groups != 0)) {
-            revert UnevenAggregation(keys.length, groups);
-        }
+        if (keys.length == 0) revert EmptyList();
+        if (groups != 0 && keys.length % groups != 0) revert UnevenAggregation(keys.length, groups);
         uint256 perGroup = groups == 0 ? keys.length : keys.length / groups;
         uint256 k;
         for (uint256 g = 0; g < (groups == 0 ? 1 : groups); ++g) {
@@ -504,7 +514,7 @@ contract CustodyLedger is RelayedActions {
     /// @param eventHash Digest of the EPCIS receiving event, or zero.
     function receiveShipment(bytes32 shipmentId, bytes32[] calldata keys, bytes32 eventHash) external {
         (address signer, uint32 org) = _caller();
-        Shipment storage s = _settle(shipmentId, keys, org, org);
+        Shipment storage s = _settle(shipmentId, keys, _addressee(shipmentId, org));
         s.received += uint32(keys.length);
         emit ShipmentReceived(shipmentId, org, signer, eventHash, keys);
         _closeIfDone(shipmentId, s);
@@ -519,7 +529,8 @@ contract CustodyLedger is RelayedActions {
         external
     {
         (address signer, uint32 org) = _caller();
-        Shipment storage s = _settle(shipmentId, keys, org, _shipments[shipmentId].from);
+        _addressee(shipmentId, org);
+        Shipment storage s = _settle(shipmentId, keys, _shipments[shipmentId].from);
         s.rejected += uint32(keys.length);
         emit ShipmentRejected(shipmentId, org, signer, reasonHash, eventHash, keys);
         _closeIfDone(shipmentId, s);
@@ -532,9 +543,27 @@ contract CustodyLedger is RelayedActions {
     /// @param reasonHash Digest of the discrepancy report.
     function reportMissing(bytes32 shipmentId, bytes32[] calldata keys, bytes32 reasonHash) external {
         (address signer, uint32 org) = _caller();
-        Shipment storage s = _settle(shipmentId, keys, org, _shipments[shipmentId].from);
+        _addressee(shipmentId, org);
+        Shipment storage s = _settle(shipmentId, keys, _shipments[shipmentId].from);
         s.missing += uint32(keys.length);
         emit ShipmentDiscrepancyRecorded(shipmentId, org, signer, reasonHash, keys);
+        _closeIfDone(shipmentId, s);
+    }
+
+    /// @notice The sender takes back items still in transit to an addressee that has since been
+    /// suspended or offboarded (nobody else could ever settle them); custody returns to the sender.
+    /// @param shipmentId The shipment.
+    /// @param keys Items of the shipment still in transit.
+    /// @param reasonHash Digest of the documented reason.
+    function reclaimShipment(bytes32 shipmentId, bytes32[] calldata keys, bytes32 reasonHash) external {
+        (address signer, uint32 org) = _caller();
+        Shipment storage s = _shipments[shipmentId];
+        if (s.seq == 0) revert UnknownShipment(shipmentId);
+        if (s.from != org) revert NotSender(shipmentId, org);
+        if (registry.isActive(s.to)) revert AddresseeActive(shipmentId, s.to);
+        _settle(shipmentId, keys, org);
+        s.rejected += uint32(keys.length);
+        emit ShipmentReclaimed(shipmentId, org, signer, reasonHash, keys);
         _closeIfDone(shipmentId, s);
     }
 
@@ -778,6 +807,9 @@ contract CustodyLedger is RelayedActions {
         }
         if (selector == this.rejectShipment.selector) return (REJECT_SHIPMENT_TYPEHASH, 4, PARAM_WORD_ARRAY << 2);
         if (selector == this.reportMissing.selector) return (REPORT_MISSING_TYPEHASH, 3, PARAM_WORD_ARRAY << 2);
+        if (selector == this.reclaimShipment.selector) {
+            return (RECLAIM_SHIPMENT_TYPEHASH, 3, PARAM_WORD_ARRAY << 2);
+        }
         if (selector == this.decommission.selector) return (DECOMMISSION_TYPEHASH, 3, PARAM_WORD_ARRAY);
         if (selector == this.undoDecommission.selector) return (UNDO_DECOMMISSION_TYPEHASH, 2, PARAM_WORD_ARRAY);
         if (selector == this.flagSuspect.selector) return (FLAG_SUSPECT_TYPEHASH, 2, PARAM_WORD_ARRAY);
@@ -893,7 +925,9 @@ contract CustodyLedger is RelayedActions {
     // ---- container contents (the batches a container carries, with unit counts)
 
     function _addContent(uint88 id, Item memory box, uint32 batch, uint256 n) private {
-        if (box.aux == 0 || box.batch == batch) {
+        // A batch is counted in exactly one place: the first slot, or the extra list. An emptied
+        // first slot is reused only by a batch that has no units counted among the extras.
+        if (box.batch == batch || (box.aux == 0 && _extraCount[id][batch] == 0)) {
             box.batch = batch;
             box.aux += uint40(n);
             return;
@@ -961,14 +995,12 @@ contract CustodyLedger is RelayedActions {
     }
 
     /// @dev Settles items of a shipment (receive, reject or missing): `newHolder` gets custody.
-    function _settle(bytes32 shipmentId, bytes32[] calldata keys, uint32 org, uint32 newHolder)
+    function _settle(bytes32 shipmentId, bytes32[] calldata keys, uint32 newHolder)
         private
         returns (Shipment storage s)
     {
         s = _shipments[shipmentId];
         uint32 seq = s.seq;
-        if (seq == 0) revert UnknownShipment(shipmentId);
-        if (s.to != org) revert NotAddressee(shipmentId, org);
         if (keys.length == 0) revert EmptyList();
         for (uint256 i = 0; i < keys.length; ++i) {
             bytes32 key = keys[i];
@@ -979,6 +1011,14 @@ contract CustodyLedger is RelayedActions {
             _store(key, cid, it);
         }
         s.pending -= uint32(keys.length);
+    }
+
+    /// @dev Reverts unless the shipment exists and `org` is its addressee; returns `org`.
+    function _addressee(bytes32 shipmentId, uint32 org) private view returns (uint32) {
+        Shipment storage s = _shipments[shipmentId];
+        if (s.seq == 0) revert UnknownShipment(shipmentId);
+        if (s.to != org) revert NotAddressee(shipmentId, org);
+        return org;
     }
 
     function _closeIfDone(bytes32 shipmentId, Shipment storage s) private {

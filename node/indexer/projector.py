@@ -76,6 +76,7 @@ class Projector:
             "ShipmentReceived": self._shipment_received,
             "ShipmentRejected": self._shipment_rejected,
             "ShipmentDiscrepancyRecorded": self._shipment_missing,
+            "ShipmentReclaimed": self._shipment_reclaimed,
             "ShipmentClosed": self._shipment_closed,
             "UnitsDecommissioned": self._units_decommissioned,
             "DecommissionsUndone": self._decommissions_undone,
@@ -455,6 +456,9 @@ class Projector:
 
     def _shipment_missing(self, log: DecodedLog, ts: int) -> None:
         self._settle(log, ts, "missing", "reported_missing")
+
+    def _shipment_reclaimed(self, log: DecodedLog, ts: int) -> None:
+        self._settle(log, ts, "rejected", "reclaimed")
 
     def _shipment_closed(self, log: DecodedLog, ts: int) -> None:
         self.store.update_row(Shipment, {"shipment_id": hx(log.args["shipmentId"])}, {"closed": True})
