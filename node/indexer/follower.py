@@ -77,6 +77,7 @@ class Indexer:
         self.chain_id = manifest.chain_id
         self.rpc_url = str(getattr(w3.provider, "endpoint_uri", ""))
         self._http = httpx.Client(timeout=60.0)
+        self._last_beat = 0.0
         migrate(engine)
 
     # ---- checkpoint
@@ -90,12 +91,32 @@ class Indexer:
         table = _tbl(Checkpoint)
         if store.conn.execute(select(table.c.id).where(table.c.id == 1)).first() is None:
             store.conn.execute(
-                insert(table).values(id=1, chain_id=self.chain_id, block_number=number, block_hash=block_hash)
+                insert(table).values(
+                    id=1,
+                    chain_id=self.chain_id,
+                    block_number=number,
+                    block_hash=block_hash,
+                    updated_at=time.time(),
+                )
             )
         else:
             store.conn.execute(
-                update(table).where(table.c.id == 1).values(block_number=number, block_hash=block_hash)
+                update(table)
+                .where(table.c.id == 1)
+                .values(block_number=number, block_hash=block_hash, updated_at=time.time())
             )
+        self._last_beat = time.monotonic()
+
+    def heartbeat(self) -> None:
+        """Mark the checkpoint as fresh while idle at the head (at most every 2 s), so that /health
+        can tell a live indexer from a stopped one."""
+        if time.monotonic() - self._last_beat < 2.0 or self.checkpoint() is None:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_tbl(Checkpoint)).where(_tbl(Checkpoint).c.id == 1).values(updated_at=time.time())
+            )
+        self._last_beat = time.monotonic()
 
     # ---- chain access
 
@@ -274,6 +295,7 @@ class Indexer:
                 stop.wait(min(5.0, poll_interval * 10))
                 continue
             if applied == 0:
+                self.heartbeat()
                 stop.wait(poll_interval)
 
     def rebuild(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:

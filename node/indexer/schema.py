@@ -22,6 +22,7 @@ class Checkpoint(SQLModel, table=True):
     chain_id: int
     block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
     block_hash: str
+    updated_at: float = 0.0  # unix time of the last write, to tell a live indexer from a stopped one
 
 
 class IndexedBlock(SQLModel, table=True):

@@ -54,8 +54,9 @@ class LedgerClient:
             nonce = int(c.functions.nonces(self.address).call())
         if deadline is None:
             deadline = int(time.time()) + 3600
-        return sign_action(c, DOMAIN_NAMES[contract], self.chain_id, self.account, fn, args, nonce=nonce,
-                           deadline=deadline)
+        return sign_action(
+            c, DOMAIN_NAMES[contract], self.chain_id, self.account, fn, args, nonce=nonce, deadline=deadline
+        )
 
     def relay(self, contract: str, signed: SignedAction, gas: int | None = None) -> TxReceipt:
         """Relay an action that another key signed, paying for it with this account."""

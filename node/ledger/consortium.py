@@ -51,7 +51,8 @@ DEMO_ORGS: tuple[OrgSpec, ...] = (
 
 def derived_key(seed: str) -> LocalAccount:
     """A deterministic devnet key from a seed string (never for production)."""
-    return Account.from_key(keccak(text=f"rxledger-devnet-key:{seed}"))
+    account: LocalAccount = Account.from_key(keccak(text=f"rxledger-devnet-key:{seed}"))
+    return account
 
 
 def fund(w3: Web3, admin: LedgerClient, addresses: Sequence[str], wei: int = 10**20) -> None:
@@ -75,7 +76,9 @@ def onboard(
     keys = {spec.name: derived_key(f"{seed}:{spec.name}") for spec in specs}
     fund(w3, admin, [k.address for k in keys.values()])
     for spec in specs:
-        admin.transact("ConsortiumRegistry", "onboardOrganization", int(spec.gln), spec.name, list(spec.roles))
+        admin.transact(
+            "ConsortiumRegistry", "onboardOrganization", int(spec.gln), spec.name, list(spec.roles)
+        )
         org_id = int(admin.view("ConsortiumRegistry", "organizationByGln", int(spec.gln)))
         key = keys[spec.name]
         admin.transact("ConsortiumRegistry", "addKey", org_id, key.address, 0, 0, True)

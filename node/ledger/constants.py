@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import ClassVar
 
 from eth_utils.crypto import keccak
 
@@ -19,8 +20,8 @@ class Role:
     DISPENSER = _role("DISPENSER")
     REGULATOR = _role("REGULATOR")
 
-    ALL: tuple[bytes, ...] = (SPONSOR, CMO, LOGISTICS, DISTRIBUTOR, DISPENSER, REGULATOR)
-    NAMES: dict[bytes, str] = {
+    ALL: ClassVar[tuple[bytes, ...]] = (SPONSOR, CMO, LOGISTICS, DISTRIBUTOR, DISPENSER, REGULATOR)
+    NAMES: ClassVar[dict[bytes, str]] = {
         SPONSOR: "SPONSOR",
         CMO: "CMO",
         LOGISTICS: "LOGISTICS",

@@ -46,8 +46,12 @@ def measure(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
 
         say("onboarding the consortium")
         admin = LedgerClient(w3, contracts, admin_account)
-        gas("onboardOrganization", admin.transact("ConsortiumRegistry", "onboardOrganization", 4000009000007,
-                                                  "Gas Probe Org", [Role.DISPENSER]))
+        gas(
+            "onboardOrganization",
+            admin.transact(
+                "ConsortiumRegistry", "onboardOrganization", 4000009000007, "Gas Probe Org", [Role.DISPENSER]
+            ),
+        )
         orgs = onboard(w3, contracts, admin_account, DEMO_ORGS, seed="gas")
         sponsor, cmo = orgs["Sponsor Pharma AG"], orgs["Contract Manufacturing GmbH"]
         tpl, pharmacy = orgs["Alpine Logistics 3PL"], orgs["City Pharmacy"]
@@ -55,19 +59,46 @@ def measure(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         spare, spare2 = derived_key("gas:spare"), derived_key("gas:spare2")
         fund(w3, admin, [spare.address])
         gas("addKey", admin.transact("ConsortiumRegistry", "addKey", pharmacy.id, spare.address, 0, 0, False))
-        gas("rotateKey", pharmacy.client.transact("ConsortiumRegistry", "rotateKey", spare.address, spare2.address, 0))
+        gas(
+            "rotateKey",
+            pharmacy.client.transact("ConsortiumRegistry", "rotateKey", spare.address, spare2.address, 0),
+        )
         gas("revokeKey", pharmacy.client.transact("ConsortiumRegistry", "revokeKey", spare2.address))
 
         say("products, batches, certificates")
         gtin = int(JOURNEY_GTIN)
         gas("registerProduct", sponsor.client.transact("BatchRegistry", "registerProduct", gtin))
-        gas("authorizeManufacturer", sponsor.client.transact("BatchRegistry", "authorizeManufacturer", gtin, cmo.id))
-        gas("createBatch", cmo.client.transact("BatchRegistry", "createBatch", gtin, "G-1", 281231, int(SITE_GLN)))
+        gas(
+            "authorizeManufacturer",
+            sponsor.client.transact("BatchRegistry", "authorizeManufacturer", gtin, cmo.id),
+        )
+        gas(
+            "createBatch",
+            cmo.client.transact("BatchRegistry", "createBatch", gtin, "G-1", 281231, int(SITE_GLN)),
+        )
         bid = batch_id(JOURNEY_GTIN, "G-1")
-        gas("anchorCertificate", cmo.client.transact("BatchRegistry", "anchorCertificate", bid,
-                                                     CertificateKind.ANALYSIS, b"\x01" * 32, _b32("approved")))
-        gas("releaseWithCertification", sponsor.client.transact(
-            "BatchRegistry", "releaseWithCertification", bid, b"\x02" * 32, _b32("released for sale"), b"\x03" * 32))
+        gas(
+            "anchorCertificate",
+            cmo.client.transact(
+                "BatchRegistry",
+                "anchorCertificate",
+                bid,
+                CertificateKind.ANALYSIS,
+                b"\x01" * 32,
+                _b32("approved"),
+            ),
+        )
+        gas(
+            "releaseWithCertification",
+            sponsor.client.transact(
+                "BatchRegistry",
+                "releaseWithCertification",
+                bid,
+                b"\x02" * 32,
+                _b32("released for sale"),
+                b"\x03" * 32,
+            ),
+        )
         cmo.client.transact("BatchRegistry", "createBatch", gtin, "G-2", 281231, int(SITE_GLN))
         bid2 = batch_id(JOURNEY_GTIN, "G-2")
         gas("suspend", sponsor.client.transact("BatchRegistry", "suspend", bid2, b"\x04" * 32))
@@ -77,47 +108,79 @@ def measure(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         say("custody actions, one item each")
         k = [unit_key(JOURNEY_GTIN, f"G{i}") for i in range(8)]
         case, case2, pallet = (container_key(sscc("4098765", 800_000 + i)) for i in range(3))
-        gas("commission:1 loose", cmo.client.transact("CustodyLedger", "commission", bid, [], k[:1], b"\x10" * 32))
-        gas("commission:1 into new case", cmo.client.transact("CustodyLedger", "commission", bid, [case], k[1:2],
-                                                              b"\x10" * 32))
-        gas("pack:1 into new pallet", cmo.client.transact("CustodyLedger", "pack", pallet, [case], b"\x11" * 32))
+        gas(
+            "commission:1 loose",
+            cmo.client.transact("CustodyLedger", "commission", bid, [], k[:1], b"\x10" * 32),
+        )
+        gas(
+            "commission:1 into new case",
+            cmo.client.transact("CustodyLedger", "commission", bid, [case], k[1:2], b"\x10" * 32),
+        )
+        gas(
+            "pack:1 into new pallet",
+            cmo.client.transact("CustodyLedger", "pack", pallet, [case], b"\x11" * 32),
+        )
         cmo.client.transact("CustodyLedger", "commission", bid, [], k[2:6], b"\x10" * 32)
         gas("pack:1 into existing", cmo.client.transact("CustodyLedger", "pack", case2, k[2:3], b"\x11" * 32))
         gas("unpack:1", cmo.client.transact("CustodyLedger", "unpack", case2, k[2:3], b"\x12" * 32))
         gas("unpackAll:1", cmo.client.transact("CustodyLedger", "unpackAll", [case2], b"\x12" * 32))
-        gas("ship:1", cmo.client.transact("CustodyLedger", "ship", b"\x51" * 32, tpl.id, [k[0]], b"\x20" * 32,
-                                          b"\x21" * 32))
-        gas("receiveShipment:1", tpl.client.transact("CustodyLedger", "receiveShipment", b"\x51" * 32, [k[0]],
-                                                     b"\x22" * 32))
+        gas(
+            "ship:1",
+            cmo.client.transact(
+                "CustodyLedger", "ship", b"\x51" * 32, tpl.id, [k[0]], b"\x20" * 32, b"\x21" * 32
+            ),
+        )
+        gas(
+            "receiveShipment:1",
+            tpl.client.transact("CustodyLedger", "receiveShipment", b"\x51" * 32, [k[0]], b"\x22" * 32),
+        )
         cmo.client.transact("CustodyLedger", "ship", b"\x52" * 32, tpl.id, k[3:5], b"\x20" * 32, b"\x21" * 32)
-        gas("rejectShipment:1", tpl.client.transact("CustodyLedger", "rejectShipment", b"\x52" * 32, k[3:4],
-                                                    b"\x23" * 32, b"\x24" * 32))
-        gas("reportMissing:1", tpl.client.transact("CustodyLedger", "reportMissing", b"\x52" * 32, k[4:5],
-                                                   b"\x25" * 32))
+        gas(
+            "rejectShipment:1",
+            tpl.client.transact(
+                "CustodyLedger", "rejectShipment", b"\x52" * 32, k[3:4], b"\x23" * 32, b"\x24" * 32
+            ),
+        )
+        gas(
+            "reportMissing:1",
+            tpl.client.transact("CustodyLedger", "reportMissing", b"\x52" * 32, k[4:5], b"\x25" * 32),
+        )
         gas("flagSuspect:1", regulator.client.transact("CustodyLedger", "flagSuspect", k[5:6], b"\x30" * 32))
-        gas("clearSuspect:1", regulator.client.transact("CustodyLedger", "clearSuspect", k[5:6], b"\x31" * 32))
-        gas("flagBatchSuspect", regulator.client.transact("CustodyLedger", "flagBatchSuspect", bid2, b"\x32" * 32,
-                                                          bytes(32)))
-        gas("decommission:1 dispensed", tpl.client.transact("CustodyLedger", "decommission", [k[0]],
-                                                            UnitState.DISPENSED, b"\x40" * 32))
-        gas("undoDecommission:1", tpl.client.transact("CustodyLedger", "undoDecommission", [k[0]], b"\x41" * 32))
-        signed = tpl.client.sign("CustodyLedger", "decommission", [k[0]], UnitState.DISPENSED, b"\x40" * 32,
-                                 deadline=2**40)
+        gas(
+            "clearSuspect:1", regulator.client.transact("CustodyLedger", "clearSuspect", k[5:6], b"\x31" * 32)
+        )
+        gas(
+            "flagBatchSuspect",
+            regulator.client.transact("CustodyLedger", "flagBatchSuspect", bid2, b"\x32" * 32, bytes(32)),
+        )
+        gas(
+            "decommission:1 dispensed",
+            tpl.client.transact("CustodyLedger", "decommission", [k[0]], UnitState.DISPENSED, b"\x40" * 32),
+        )
+        gas(
+            "undoDecommission:1",
+            tpl.client.transact("CustodyLedger", "undoDecommission", [k[0]], b"\x41" * 32),
+        )
+        signed = tpl.client.sign(
+            "CustodyLedger", "decommission", [k[0]], UnitState.DISPENSED, b"\x40" * 32, deadline=2**40
+        )
         gas("relay:decommission:1 (EIP-712)", admin.relay("CustodyLedger", signed))
 
         say("the standard journey")
         result = run_journey(orgs)
         journey = {
             "description": (
-                "10,000 units commissioned into 100 cases of 100 (500 units per tx), cases packed on 5 pallets, "
-                "pallets shipped CMO -> 3PL -> distributor, pallets unpacked, cases shipped to a pharmacy, cases "
-                "unpacked, every unit dispensed (1,000 per tx)"
+                "10,000 units commissioned into 100 cases of 100 (500 units per tx), cases packed on "
+                "5 pallets, pallets shipped CMO -> 3PL -> distributor, pallets unpacked, cases shipped to "
+                "a pharmacy, cases unpacked, every unit dispensed (1,000 per tx)"
             ),
             "units": result.units,
             "total_gas": result.total_gas,
             "gas_per_unit": round(result.gas_per_unit, 1),
             "budget_per_unit": GAS_BUDGET_PER_UNIT,
-            "steps": {step: {"gas": g, "transactions": result.tx_by_step[step]}
-                      for step, g in result.gas_by_step.items()},
+            "steps": {
+                step: {"gas": g, "transactions": result.tx_by_step[step]}
+                for step, g in result.gas_by_step.items()
+            },
         }
         return {"actions": dict(sorted(actions.items())), "journey": journey}

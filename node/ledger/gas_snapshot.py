@@ -25,8 +25,10 @@ def main(argv: list[str]) -> int:
     text = render(snapshot)
     journey = snapshot["journey"]
     assert isinstance(journey, dict)
-    console.print(f"journey: {journey['total_gas']:,} gas for {journey['units']:,} units = "
-                  f"{journey['gas_per_unit']:,} gas/unit (budget {journey['budget_per_unit']:,})")
+    console.print(
+        f"journey: {journey['total_gas']:,} gas for {journey['units']:,} units = "
+        f"{journey['gas_per_unit']:,} gas/unit (budget {journey['budget_per_unit']:,})"
+    )
     if "--check" in argv:
         committed = SNAPSHOT.read_text() if SNAPSHOT.exists() else ""
         if committed != text:

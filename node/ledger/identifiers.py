@@ -15,7 +15,9 @@ the container's own storage key and as the parent pointer packed into each unit'
 word, so a container costs one slot and a unit never needs a second. Unit keys always have bits above
 the 88th set (the contract refuses a unit key that does not), so a key alone says which kind it names.
 88 bits against at most 10^17 possible SSCCs: an accidental collision among a billion containers has
-a probability near 10^-9, and nobody can aim one at a given SSCC. A batch id is what BatchRegistry computes: keccak256(abi.encode(uint64 gtin, lot)).
+a probability near 10^-9, and nobody can aim one at a given SSCC.
+
+A batch id is what BatchRegistry computes: keccak256(abi.encode(uint64 gtin, lot)).
 """
 
 from __future__ import annotations

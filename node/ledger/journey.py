@@ -69,17 +69,29 @@ def run_journey(
 
     gtin = JOURNEY_GTIN
     bid = batch_id(gtin, lot)
-    record("createBatch", cmo.client.transact("BatchRegistry", "createBatch", int(gtin), lot, 281231, int(SITE_GLN)))
+    record(
+        "createBatch",
+        cmo.client.transact("BatchRegistry", "createBatch", int(gtin), lot, 281231, int(SITE_GLN)),
+    )
     record(
         "anchorCertificate",
         cmo.client.transact(
-            "BatchRegistry", "anchorCertificate", bid, CertificateKind.ANALYSIS, b"\x01" * 32, b"approved".ljust(32, b"\0")
+            "BatchRegistry",
+            "anchorCertificate",
+            bid,
+            CertificateKind.ANALYSIS,
+            b"\x01" * 32,
+            b"approved".ljust(32, b"\0"),
         ),
     )
     record(
         "releaseWithCertification",
         sponsor.client.transact(
-            "BatchRegistry", "releaseWithCertification", bid, b"\x02" * 32, b"released for sale".ljust(32, b"\0"),
+            "BatchRegistry",
+            "releaseWithCertification",
+            bid,
+            b"\x02" * 32,
+            b"released for sale".ljust(32, b"\0"),
             b"\x03" * 32,
         ),
     )
@@ -98,9 +110,16 @@ def run_journey(
         record("pack", cmo.client.transact("CustodyLedger", "pack", pallet, group, b"\x11" * 32))
 
     def hop(step: str, sender: Org, receiver: Org, items: list[bytes], sid: bytes) -> None:
-        record(f"ship:{step}", sender.client.transact("CustodyLedger", "ship", sid, receiver.id, items, b"\x20" * 32,
-                                                        b"\x21" * 32))
-        record(f"receive:{step}", receiver.client.transact("CustodyLedger", "receiveShipment", sid, items, b"\x22" * 32))
+        record(
+            f"ship:{step}",
+            sender.client.transact(
+                "CustodyLedger", "ship", sid, receiver.id, items, b"\x20" * 32, b"\x21" * 32
+            ),
+        )
+        record(
+            f"receive:{step}",
+            receiver.client.transact("CustodyLedger", "receiveShipment", sid, items, b"\x22" * 32),
+        )
 
     hop("cmo->3pl", cmo, tpl, pallet_keys, b"S1" + bid[2:])
     hop("3pl->distributor", tpl, dist, pallet_keys, b"S2" + bid[2:])
@@ -109,13 +128,19 @@ def run_journey(
     for start in range(0, cases, 50):
         record(
             "unpackAll:cases",
-            pharmacy.client.transact("CustodyLedger", "unpackAll", case_keys[start : start + 50], b"\x31" * 32),
+            pharmacy.client.transact(
+                "CustodyLedger", "unpackAll", case_keys[start : start + 50], b"\x31" * 32
+            ),
         )
     for start in range(0, total_units, dispense_per_tx):
         record(
             "decommission:dispensed",
             pharmacy.client.transact(
-                "CustodyLedger", "decommission", keys[start : start + dispense_per_tx], UnitState.DISPENSED, b"\x40" * 32
+                "CustodyLedger",
+                "decommission",
+                keys[start : start + dispense_per_tx],
+                UnitState.DISPENSED,
+                b"\x40" * 32,
             ),
         )
     return result

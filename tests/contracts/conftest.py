@@ -107,10 +107,20 @@ class World:
         if release:
             if maker.id != self.sponsor.id:
                 maker.client.transact(
-                    "BatchRegistry", "anchorCertificate", bid, CertificateKind.ANALYSIS, b"\x0a" * 32, b32("approved")
+                    "BatchRegistry",
+                    "anchorCertificate",
+                    bid,
+                    CertificateKind.ANALYSIS,
+                    b"\x0a" * 32,
+                    b32("approved"),
                 )
             self.sponsor.client.transact(
-                "BatchRegistry", "releaseWithCertification", bid, b"\x0b" * 32, b32("released for sale"), b"\x0c" * 32
+                "BatchRegistry",
+                "releaseWithCertification",
+                bid,
+                b"\x0b" * 32,
+                b32("released for sale"),
+                b"\x0c" * 32,
             )
         return bid
 
@@ -118,7 +128,9 @@ class World:
         self, bid: bytes, n: int = 3, *, containers: list[bytes] | None = None, maker: Org | None = None
     ) -> list[bytes]:
         keys = self.unit_keys(n)
-        (maker or self.cmo).client.transact("CustodyLedger", "commission", bid, containers or [], keys, b"\x01" * 32)
+        (maker or self.cmo).client.transact(
+            "CustodyLedger", "commission", bid, containers or [], keys, b"\x01" * 32
+        )
         return keys
 
     def ship(self, sender: Org, to: Org, keys: list[bytes], *, receive: bool = True) -> bytes:

@@ -528,7 +528,9 @@ def test_anchor_certificate_with_out_of_range_kind_is_refused(world: World, reve
     """Kind 5 is not a CertificateKind: refused with InvalidCertificate, not a compiler panic."""
     bid = create(world, world.cmo)
     before = batch_state(world, bid)
-    exc = refused(reverts, "InvalidCertificate", world.sponsor.client, "anchorCertificate", bid, 5, COA, APPROVED)
+    exc = refused(
+        reverts, "InvalidCertificate", world.sponsor.client, "anchorCertificate", bid, 5, COA, APPROVED
+    )
     assert exc.args == (CertificateKind.NONE, COA)
     assert batch_state(world, bid) == before
 

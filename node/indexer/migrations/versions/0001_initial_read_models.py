@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 03:26:18.584186
+Create Date: 2026-11-25 03:44:55.395252
 """
 
 from __future__ import annotations
@@ -136,6 +136,7 @@ def upgrade() -> None:
         sa.Column("chain_id", sa.Integer(), nullable=False),
         sa.Column("block_number", sa.BigInteger(), nullable=False),
         sa.Column("block_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(

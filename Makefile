@@ -1,0 +1,69 @@
+# rxledger developer entry points. `make up` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+PIP_STAMP := $(VENV)/.rxledger-pip-stamp
+NPM_STAMP := node_modules/.rxledger-npm-stamp
+
+# First python3 on PATH that is >= 3.11 (override with `make PYTHON=/path/to/python3.12`).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	  && { command -v $$p; break; }; done)
+
+.PHONY: help bootstrap contracts contracts-check up down test lint clean
+
+help:
+	@echo "make up         devnet + contracts + demo data + API (foreground; Ctrl-C stops)"
+	@echo "make down       stop what 'make up' started (from another shell)"
+	@echo "make test       lint, type-check and run every test"
+	@echo "make bootstrap  create .venv and node_modules (fast no-op when up to date)"
+	@echo "make contracts  rebuild contracts/artifacts from contracts/src"
+	@echo "make lint       ruff + mypy only"
+	@echo "make clean      remove caches, local chain state (var/) and the devnet manifest"
+
+$(PY):
+	@test -n "$(PYTHON)" || { echo "error: Python >= 3.11 not found (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(PIP_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# `npm ci` only when the lockfile changed since the last install.
+$(NPM_STAMP): package-lock.json
+	@command -v node >/dev/null || { echo "error: Node >= 20 is required"; exit 1; }
+	npm ci --no-audit --no-fund
+	@touch $@
+
+bootstrap: $(PIP_STAMP) $(NPM_STAMP)
+
+contracts: bootstrap
+	$(VENV)/bin/rxledger contracts build
+
+contracts-check: bootstrap
+	$(VENV)/bin/rxledger contracts check
+
+up: bootstrap
+	$(VENV)/bin/rxledger up
+
+down: bootstrap
+	$(VENV)/bin/rxledger down
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy node api tests
+
+test: lint
+	$(VENV)/bin/pytest
+
+clean:
+	@if [ -x $(VENV)/bin/rxledger ] && [ -f var/up.pid ]; then $(VENV)/bin/rxledger down; fi
+	# var/keystore is left alone on purpose: keys are not a cache.
+	rm -rf var/devnet var/rxledger.db var/up.pid deployments/31337.json
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find . -path ./node_modules -prune -o -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 \
+	  | xargs -0 rm -rf

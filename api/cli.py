@@ -1,0 +1,168 @@
+"""The `rxledger` command line (typer): build, devnet, deploy, indexer, audit, status, up, down."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.health import Health, collect_health
+from api.up import UpError, run_down, run_up, sigterm_as_interrupt
+from node.accounts import DEVNET_CHAIN_ID, dev_accounts
+from node.build import ArtifactsOutOfDate, CompileFailed, build_contracts
+from node.chain import ChainError, connect
+from node.deploy import DeployError, deploy_suite, manifest_path
+from node.devnet import Devnet, DevnetError
+from node.indexer.cli import audit_app, indexer_app
+from node.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="rxledger: pharma traceability network")
+contracts_app = typer.Typer(no_args_is_help=True, help="Build and check the contract artifacts.")
+app.add_typer(contracts_app, name="contracts")
+app.add_typer(indexer_app, name="indexer")
+app.add_typer(audit_app, name="audit")
+console = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+@app.callback()
+def _setup() -> None:
+    level = get_settings().log_level
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per devnet RPC otherwise
+
+
+@contracts_app.command("build")
+def contracts_build() -> None:
+    """Compile contracts/src into contracts/artifacts with the pinned solc-js."""
+    try:
+        console.print(build_contracts(quiet=False), end="", highlight=False)
+    except CompileFailed as exc:
+        raise _fail(str(exc)) from None
+
+
+@contracts_app.command("check")
+def contracts_check() -> None:
+    """Recompile and fail unless the committed artifacts are byte-for-byte identical."""
+    try:
+        build_contracts(check=True)
+    except (CompileFailed, ArtifactsOutOfDate) as exc:
+        raise _fail(str(exc)) from None
+    console.print("artifacts are up to date")
+
+
+@app.command()
+def devnet(
+    port: Annotated[
+        int | None, typer.Option(help="RPC port (default RXLEDGER_DEVNET_PORT; 0 = any free)")
+    ] = None,
+    block_time: Annotated[
+        float | None, typer.Option(help="Seconds per block (default: mine instantly)")
+    ] = None,
+    state: Annotated[Path | None, typer.Option(help="Keep the chain in this file across restarts")] = None,
+) -> None:
+    """Run an Anvil devnet in the foreground until Ctrl-C."""
+    settings = get_settings()
+    node = Devnet(
+        port=settings.devnet_port if port is None else port,
+        chain_id=settings.chain_id,
+        block_time=block_time if block_time is not None else settings.devnet_block_time,
+        state_file=state,
+    )
+    with sigterm_as_interrupt():
+        try:
+            node.start()
+            console.print(f"devnet on {node.rpc_url} (chain {node.chain_id}); Ctrl-C stops it")
+            for i, account in enumerate(dev_accounts(5)):
+                console.print(f"  account {i}: {account.address}")
+            while node.running:
+                time.sleep(0.5)
+            raise _fail(f"anvil exited:\n{node.log_tail()}")
+        except KeyboardInterrupt:
+            pass
+        except DevnetError as exc:
+            raise _fail(str(exc)) from None
+        finally:
+            node.stop()
+
+
+@app.command()
+def deploy(
+    force: Annotated[bool, typer.Option(help="Replace an existing manifest for this chain")] = False,
+) -> None:
+    """Deploy the contract suite to RXLEDGER_RPC_URL and write deployments/<chain-id>.json."""
+    settings = get_settings()
+    if settings.chain_id != DEVNET_CHAIN_ID:
+        raise _fail(
+            "only the devnet deployer (Anvil account 0) is supported so far; keystore deploys are planned"
+        )
+    try:
+        w3 = connect(settings)
+        manifest = deploy_suite(w3, dev_accounts(1)[0], manifest_dir=settings.manifest_dir, force=force)
+    except (ChainError, DeployError) as exc:
+        raise _fail(str(exc)) from None
+    for name, entry in manifest.contracts.items():
+        console.print(f"{name:<20} {entry.address}  block {entry.deploy_block}")
+    console.print(f"manifest: {manifest_path(settings.manifest_dir, settings.chain_id)}")
+
+
+def _render(health: Health) -> None:
+    colour = "green" if health.status == "ok" else "red"
+    console.print(f"status: [{colour}]{health.status}[/{colour}]")
+    chain = health.chain
+    console.print(
+        f"chain:    reachable={chain.reachable} chain_id={chain.chain_id} head_block={chain.head_block}\n"
+        f"database: reachable={health.database.reachable}\n"
+        f"indexer:  running={health.indexer.running} checkpoint={health.indexer.checkpoint_block}"
+    )
+    if health.contracts:
+        table = Table("contract", "address", "code matches")
+        for c in health.contracts:
+            table.add_row(c.name, c.address, {True: "yes", False: "[red]NO[/red]", None: "?"}[c.code_matches])
+        console.print(table)
+    for problem in health.problems:
+        console.print(f"[red]- {problem}[/red]", highlight=False)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the /health document")] = False,
+) -> None:
+    """Check chain, contracts, indexer and database; exit code 1 when degraded."""
+    health = collect_health(get_settings())
+    if as_json:
+        print(health.model_dump_json(indent=2))
+    else:
+        _render(health)
+    if health.status != "ok":
+        raise typer.Exit(1)
+
+
+@app.command()
+def up() -> None:
+    """Devnet (persistent) + contracts + demo data + API, in the foreground until Ctrl-C."""
+    try:
+        code = run_up(get_settings(), console)
+    except (UpError, DevnetError, ChainError, DeployError) as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def down() -> None:
+    """Stop what `rxledger up` started (found through its pidfile)."""
+    raise typer.Exit(run_down(get_settings(), console))
+
+
+if __name__ == "__main__":
+    app()

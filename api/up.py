@@ -1,0 +1,217 @@
+"""`rxledger up` / `rxledger down`: the whole local network in one foreground process.
+
+`up` owns everything it starts (Anvil as a child that dies with it, the indexer in a thread, the API
+in-process), records itself in a pidfile so `down` can stop it from another shell, and cleans up in a
+`finally`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from rich.console import Console
+from web3 import Web3
+from web3.contract import Contract
+
+from api.app import create_app
+from api.health import collect_health
+from api.procs import UpRecord, alive, process_start_time, terminate
+from node.accounts import dev_accounts
+from node.chain import connect
+from node.deploy import ManifestMismatch, ensure_deployed, load_contracts, manifest_path
+from node.devnet import Devnet
+from node.indexer.database import read_model_engine
+from node.indexer.follower import Indexer
+from node.settings import Settings
+
+
+class UpError(RuntimeError):
+    pass
+
+
+def pidfile_path(settings: Settings) -> Path:
+    return settings.data_dir / "up.pid"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (from `down`, systemd, docker) like Ctrl-C, so `finally` blocks run."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def seed_demo_if_available(settings: Settings, w3: Web3, contracts: Mapping[str, Contract]) -> None:
+    try:
+        demo = importlib.import_module("api.demo")
+    except ModuleNotFoundError as exc:
+        if exc.name != "api.demo":
+            raise
+        return
+    seed = getattr(demo, "seed_demo", None)
+    if callable(seed):
+        seed(settings, w3, contracts)
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+class _Watcher(threading.Thread):
+    """Announces where to look once the API is up, then watches Anvil and stops the API if it dies."""
+
+    def __init__(self, server: uvicorn.Server, devnet: Devnet, settings: Settings, console: Console) -> None:
+        super().__init__(name="rxledger-up-watcher", daemon=True)
+        self.server, self.devnet, self.settings, self.console = server, devnet, settings, console
+        self.devnet_died = False
+
+    def run(self) -> None:
+        while not self.server.started and not self.server.should_exit:
+            time.sleep(0.05)
+        if self.server.started:
+            self._announce()
+        while not self.server.should_exit:
+            if not self.devnet.running:
+                self.devnet_died = True
+                self.console.print(f"[red]Anvil exited unexpectedly:[/red]\n{self.devnet.log_tail()}")
+                self.server.should_exit = True
+            time.sleep(0.5)
+
+    def _announce(self) -> None:
+        s = self.settings
+        base = f"http://{_display_host(s.api_host)}:{s.api_port}"
+        health = collect_health(s)
+        colour = "green" if health.status == "ok" else "red"
+        self.console.print(
+            "\n[bold]rxledger is up[/bold]\n"
+            f"  API docs   {base}/docs\n"
+            f"  health     {base}/health  ([{colour}]{health.status}[/{colour}])\n"
+            f"  chain RPC  {s.rpc_url}  (chain {s.chain_id})\n"
+            f"  manifest   {manifest_path(s.manifest_dir, s.chain_id)}\n"
+            f"  chain data {s.devnet_state_file}\n"
+            f"  anvil log  {self.devnet.log_path}\n"
+            "Ctrl-C here, or `rxledger down` from another shell, stops everything."
+        )
+        for problem in health.problems:
+            self.console.print(f"  [red]- {problem}[/red]")
+
+
+def run_up(settings: Settings, console: Console) -> int:
+    pidfile = pidfile_path(settings)
+    existing = UpRecord.read(pidfile)
+    if existing is not None and existing.running:
+        raise UpError(
+            f"already running (pid {existing.pid}, API {existing.api_url}); run `rxledger down` first"
+        )
+    devnet = Devnet.from_settings(settings, log_file=settings.devnet_state_file.parent / "anvil.log")
+    with sigterm_as_interrupt():
+        try:
+            return _run(settings, devnet, pidfile, console)
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            console.print("stopping...")
+            devnet.stop()
+            record = UpRecord.read(pidfile)
+            if record is not None and record.pid == os.getpid():
+                pidfile.unlink(missing_ok=True)
+            console.print("stopped.")
+
+
+def _run(settings: Settings, devnet: Devnet, pidfile: Path, console: Console) -> int:
+    state = settings.devnet_state_file
+    mode = "resuming the chain in" if state.exists() else "new chain, saved to"
+    console.print(f"starting Anvil on port {settings.devnet_port} ({mode} {state})")
+    devnet.start()
+    pid = os.getpid()
+    live = settings.model_copy(update={"rpc_url": devnet.rpc_url})
+    UpRecord(
+        pid=pid,
+        start_time=process_start_time(pid),
+        anvil_pid=devnet.pid,
+        anvil_start_time=process_start_time(devnet.pid) if devnet.pid else None,
+        rpc_url=devnet.rpc_url,
+        api_url=f"http://{_display_host(settings.api_host)}:{settings.api_port}",
+    ).write(pidfile)
+    if settings.rpc_url.rstrip("/") != devnet.rpc_url:
+        console.print(
+            f"[yellow]note: RXLEDGER_RPC_URL is {settings.rpc_url}; this network serves {devnet.rpc_url}[/]"
+        )
+
+    w3 = connect(live)
+    try:
+        manifest, deployed_now = ensure_deployed(w3, dev_accounts(1)[0], manifest_dir=settings.manifest_dir)
+    except ManifestMismatch as exc:
+        path = manifest_path(settings.manifest_dir, settings.chain_id)
+        raise UpError(
+            f"{exc}\nThe devnet does not hold the contracts recorded in {path}. If its state was reset, "
+            "remove the manifest (`make clean` resets both) or redeploy with `rxledger deploy --force` "
+            "against a running devnet."
+        ) from exc
+    verb = "deployed" if deployed_now else "verified"
+    console.print(f"contracts {verb}:")
+    for name, entry in manifest.contracts.items():
+        console.print(f"  {name:<20} {entry.address}", highlight=False)
+    seed_demo_if_available(live, w3, load_contracts(w3, manifest))
+    indexer = Indexer(
+        read_model_engine(settings.database_url), w3, manifest, confirmations=settings.confirmations
+    )
+    caught_up = indexer.sync()
+    console.print(
+        f"indexer: {caught_up.logs:,} events indexed up to block {caught_up.checkpoint or 'none new'}"
+    )
+    stop_indexer = threading.Event()
+    indexer_thread = threading.Thread(
+        target=indexer.run, args=(stop_indexer,), name="rxledger-indexer", daemon=True
+    )
+    indexer_thread.start()
+
+    config = uvicorn.Config(
+        create_app(live),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    watcher = _Watcher(server, devnet, live, console)
+    watcher.start()
+    try:
+        server.run()  # returns after Ctrl-C/SIGTERM (then re-raises the signal) or when the watcher stops it
+    finally:
+        stop_indexer.set()
+        indexer_thread.join(timeout=10)
+    return 1 if watcher.devnet_died or not server.started else 0
+
+
+def run_down(settings: Settings, console: Console, *, grace: float = 30.0) -> int:
+    pidfile = pidfile_path(settings)
+    record = UpRecord.read(pidfile)
+    if record is None:
+        console.print("nothing to stop (no pidfile at " + str(pidfile) + ")")
+        return 0
+    ok = True
+    if record.running:
+        console.print(f"stopping rxledger up (pid {record.pid})...")
+        ok = terminate(record.pid, record.start_time, grace=grace)
+    # `up` stops Anvil itself, and Anvil dies with it anyway (PDEATHSIG): this only covers the odd case.
+    if record.anvil_pid is not None and alive(record.anvil_pid, record.anvil_start_time):
+        ok = terminate(record.anvil_pid, record.anvil_start_time, grace=10.0) and ok
+    pidfile.unlink(missing_ok=True)
+    console.print("stopped." if ok else "[red]could not stop every process[/red]")
+    return 0 if ok else 1
