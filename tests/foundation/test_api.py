@@ -13,9 +13,9 @@ from web3 import Web3
 from api.app import create_app
 from api.problems import PROBLEM_JSON, Problem
 from node.deploy import Deployment
+from node.devnet import Devnet, free_port
 from node.indexer.database import read_model_engine
 from node.indexer.follower import Indexer
-from node.devnet import Devnet, free_port
 from tests.foundation.conftest import make_settings
 
 
