@@ -98,6 +98,7 @@ class Devnet:
         startup_timeout: float = 15.0,
         stop_grace: float = 10.0,
         extra_args: Sequence[str] = (),
+        prune_history: bool = True,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -114,6 +115,9 @@ class Devnet:
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
         self.extra_args = tuple(extra_args)
+        # Off only for small test chains that need anvil_reorg (it rebuilds from historical states);
+        # without pruning Anvil keeps a state snapshot per block on disk (TOOLCHAIN-NOTES).
+        self.prune_history = prune_history
         self._proc: subprocess.Popen[bytes] | None = None
         self._cache_dir: Path | None = None
         self._log_path: Path | None = None
@@ -159,8 +163,9 @@ class Devnet:
             "--accounts", str(self.accounts),
             "--balance", str(self.balance_eth),
             "--gas-limit", str(self.gas_limit),
-            "--prune-history",
         ]  # fmt: skip
+        if self.prune_history:
+            cmd.append("--prune-history")
         if self._cache_dir is not None:
             cmd += ["--cache-path", str(self._cache_dir)]
         if self.block_time is not None:

@@ -137,6 +137,7 @@ class Unit(SQLModel, table=True):
     __table_args__ = (
         Index("ix_units_batch_state", "batch_id", "state"),
         Index("ix_units_parent", "parent_key"),
+        Index("ix_units_holder_state", "holder", "state"),  # an organisation's inventory
     )
     key: str = Field(primary_key=True)
     batch_id: str

@@ -64,7 +64,8 @@ class Chain:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     """A devnet of the module's own with the suite deployed and the demo consortium onboarded."""
-    with Devnet(port=0) as devnet:
+    # Unpruned history: anvil_reorg rebuilds from it (a few hundred small blocks, so little disk).
+    with Devnet(port=0, prune_history=False) as devnet:
         w3 = make_web3(devnet.rpc_url)
         admin = dev_accounts()[0]
         manifest = deploy_suite(w3, admin, manifest_dir=tmp_path_factory.mktemp("manifest"))

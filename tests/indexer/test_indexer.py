@@ -166,3 +166,29 @@ def test_confirmations_hold_back_the_tip(chain: Chain, engine: Engine) -> None:
         assert audit(engine, chain.w3, chain.deployment.contracts, sample=None).ok
     finally:
         chain.devnet.revert(snap)
+
+
+def test_anvil_reorg_of_the_last_blocks(chain: Chain, engine: Engine) -> None:
+    """anvil_reorg replaces the last blocks (dropping their transactions): the indexer undoes them."""
+    snap = chain.devnet.snapshot()
+    try:
+        busy_day(chain.orgs, "BASE")
+        indexer = Indexer(engine, chain.w3, chain.manifest)
+        indexer.sync()
+        before = dump(engine)
+        pharmacy = chain.orgs["City Pharmacy"]
+        with engine.connect() as conn:
+            loose = conn.execute(
+                select(table(Unit).c.key).where(table(Unit).c.holder == pharmacy.id, table(Unit).c.state == 1)
+            ).scalars().first()
+        assert loose is not None
+        pharmacy.client.transact("CustodyLedger", "decommission", [bytes.fromhex(loose[2:])], 2, bytes(32))
+        indexer.sync()
+        assert dump(engine) != before
+        chain.devnet.rpc("anvil_reorg", [1, []])  # the block with the dispense is replaced by an empty one
+        progress = indexer.sync()
+        assert progress.reorgs == 1
+        assert dump(engine) == before
+        assert audit(engine, chain.w3, chain.deployment.contracts, sample=None).ok
+    finally:
+        chain.devnet.revert(snap)
