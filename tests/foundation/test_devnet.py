@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,14 +62,16 @@ def test_anvil_dies_with_a_killed_parent(tmp_path: Path) -> None:
         import sys, time
         from node.devnet import Devnet
         node = Devnet().start()
-        print(node.pid, flush=True)
+        print(node.pid, node.command()[node.command().index("--cache-path") + 1], flush=True)
         time.sleep(60)
         """
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    cache_dir = ""
     try:
         assert parent.stdout is not None
-        anvil_pid = int(parent.stdout.readline())
+        pid_text, cache_dir = parent.stdout.readline().split()
+        anvil_pid = int(pid_text)
         assert alive(anvil_pid)
         parent.kill()
         parent.wait()
@@ -76,6 +79,9 @@ def test_anvil_dies_with_a_killed_parent(tmp_path: Path) -> None:
     finally:
         parent.kill()
         parent.wait()
+        # A SIGKILLed parent cannot remove Anvil's cache dir (it is tiny with --prune-history).
+        if cache_dir:
+            shutil.rmtree(cache_dir, ignore_errors=True)
 
 
 def test_custom_chain_id_gas_limit_and_accounts() -> None:
