@@ -46,7 +46,7 @@ def build_chain(orgs: dict[str, Any], journeys: int, singles: int) -> dict[str, 
     with Bar(console=console) as bar:
         task = bar.add_task("journeys", total=journeys)
         for j in range(journeys):
-            run_journey(orgs, lot=f"B-{j:04d}")
+            run_journey(orgs, lot=f"B-{j:04d}", sscc_base=1000 * (j + 1))
             bar.advance(task)
         lot = "SINGLES"
         cmo.client.transact("BatchRegistry", "createBatch", int(JOURNEY_GTIN), lot, 281231, int(SITE_GLN))

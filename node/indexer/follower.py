@@ -205,7 +205,7 @@ class Indexer:
         if len(raw) > self.max_logs_per_range and end > start:
             self.range = max(1, (end - start + 1) // 2)
             end = start + self.range - 1
-            raw = [x for x in raw if int(x["blockNumber"]) <= end]
+            raw = [x for x in raw if int(x["blockNumber"], 16) <= end]
         elif len(raw) < self.max_logs_per_range // 4:
             self.range = min(self.max_range, self.range * 2)
         decoded = [d for d in (self.decoder.decode(x) for x in raw) if d is not None]

@@ -51,6 +51,7 @@ def run_journey(
     units_per_tx: int = 500,
     dispense_per_tx: int = 1000,
     lot: str = "J-0001",
+    sscc_base: int = 0,
     progress: Callable[[str, int], None] | None = None,
 ) -> JourneyResult:
     """Run the journey between the demo consortium's organisations (sponsor must own JOURNEY_GTIN
@@ -97,8 +98,8 @@ def run_journey(
     )
     serials = [f"J{lot}S{i:06d}" for i in range(total_units)]
     keys = [unit_key(gtin, s) for s in serials]
-    case_keys = [container_key(sscc("4098765", i)) for i in range(cases)]
-    pallet_keys = [container_key(sscc("4098765", 900_000 + p)) for p in range(pallets)]
+    case_keys = [container_key(sscc("4098765", sscc_base + i)) for i in range(cases)]
+    pallet_keys = [container_key(sscc("4098765", sscc_base + 900_000 + p)) for p in range(pallets)]
     cases_per_tx = max(1, units_per_tx // units_per_case)
     for start in range(0, cases, cases_per_tx):
         group = case_keys[start : start + cases_per_tx]
