@@ -17,16 +17,12 @@ from web3.contract import Contract
 from node.accounts import dev_accounts
 from node.ledger.consortium import DEMO_ORGS, Org, onboard
 from node.ledger.constants import Role
-from node.ledger.identifiers import batch_id, container_key, unit_key
-from node.ledger.journey import JOURNEY_GTIN, SITE_GLN, sscc
+from node.ledger.identifiers import container_key, unit_key
+from node.ledger.journey import JOURNEY_GTIN, released_batch, sscc
 from node.settings import Settings
 
 DEMO_LOT = "DEMO-001"
 DEMO_SEED = "demo"
-
-
-def _b32(text: str) -> bytes:
-    return text.encode().ljust(32, b"\0")
 
 
 def seed_demo(settings: Settings, w3: Web3, contracts: Mapping[str, Contract]) -> None:
@@ -50,12 +46,7 @@ def _seed_product_flow(orgs: Mapping[str, Org]) -> None:
     gtin = int(JOURNEY_GTIN)
     sponsor.client.transact("BatchRegistry", "registerProduct", gtin)
     sponsor.client.transact("BatchRegistry", "authorizeManufacturer", gtin, cmo.id)
-    cmo.client.transact("BatchRegistry", "createBatch", gtin, DEMO_LOT, 281231, int(SITE_GLN))
-    bid = batch_id(JOURNEY_GTIN, DEMO_LOT)
-    cmo.client.transact("BatchRegistry", "anchorCertificate", bid, 1, b"\x01" * 32, _b32("approved"))
-    sponsor.client.transact(
-        "BatchRegistry", "releaseWithCertification", bid, b"\x02" * 32, _b32("released for sale"), bytes(32)
-    )
+    bid = released_batch(cmo, sponsor, DEMO_LOT)
     cases = [container_key(sscc("4098765", 700_000 + i)) for i in range(4)]
     keys = [unit_key(JOURNEY_GTIN, f"DEMO{i:05d}") for i in range(40)]
     cmo.client.transact("CustodyLedger", "commission", bid, cases, keys, bytes(32))

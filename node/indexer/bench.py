@@ -29,8 +29,8 @@ from node.indexer.follower import Indexer
 from node.indexer.pgtemp import TempPostgres
 from node.ledger.consortium import onboard
 from node.ledger.constants import UnitState
-from node.ledger.identifiers import batch_id, unit_key
-from node.ledger.journey import JOURNEY_GTIN, SITE_GLN, run_journey
+from node.ledger.identifiers import unit_key
+from node.ledger.journey import JOURNEY_GTIN, released_batch, run_journey
 
 console = Console()
 
@@ -48,13 +48,7 @@ def build_chain(orgs: dict[str, Any], journeys: int, singles: int) -> dict[str, 
         for j in range(journeys):
             run_journey(orgs, lot=f"B-{j:04d}", sscc_base=1000 * (j + 1))
             bar.advance(task)
-        lot = "SINGLES"
-        cmo.client.transact("BatchRegistry", "createBatch", int(JOURNEY_GTIN), lot, 281231, int(SITE_GLN))
-        bid = batch_id(JOURNEY_GTIN, lot)
-        cmo.client.transact("BatchRegistry", "anchorCertificate", bid, 1, b"\x01" * 32, b"\x02" * 32)
-        sponsor.client.transact(
-            "BatchRegistry", "releaseWithCertification", bid, b"\x03" * 32, b"\x04" * 32, bytes(32)
-        )
+        bid = released_batch(cmo, sponsor, "SINGLES")
         keys = [unit_key(JOURNEY_GTIN, f"S{i:07d}") for i in range(singles)]
         task = bar.add_task("single-pack transactions", total=singles)
         for i in range(0, singles, 500):
@@ -118,13 +112,7 @@ def lag_under_load(
         orgs["Alpine Logistics 3PL"],
         orgs["Sponsor Pharma AG"],
     )
-    lot = "LAG"
-    cmo.client.transact("BatchRegistry", "createBatch", int(JOURNEY_GTIN), lot, 281231, int(SITE_GLN))
-    bid = batch_id(JOURNEY_GTIN, lot)
-    cmo.client.transact("BatchRegistry", "anchorCertificate", bid, 1, b"\x01" * 32, b"\x02" * 32)
-    sponsor.client.transact(
-        "BatchRegistry", "releaseWithCertification", bid, b"\x03" * 32, b"\x04" * 32, bytes(32)
-    )
+    bid = released_batch(cmo, sponsor, "LAG")
     keys = [unit_key(JOURNEY_GTIN, f"LAG{i:06d}") for i in range(4000)]
     for i in range(0, len(keys), 500):
         cmo.client.transact("CustodyLedger", "commission", bid, [], keys[i : i + 500], bytes(32))

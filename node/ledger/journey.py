@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from eth_utils.crypto import keccak
 from web3.types import TxReceipt
 
 from node.ledger.consortium import Org
@@ -35,6 +36,26 @@ class JourneyResult:
     @property
     def gas_per_unit(self) -> float:
         return self.total_gas / self.units
+
+
+def released_batch(cmo: Org, sponsor: Org, lot: str, gtin: str = JOURNEY_GTIN) -> bytes:
+    """Create a batch made by `cmo`, anchor its CoA and have `sponsor` certify and release it (the
+    documents' digests derive from the lot); returns the batch id."""
+    cmo.client.transact("BatchRegistry", "createBatch", int(gtin), lot, 281231, int(SITE_GLN))
+    bid = batch_id(gtin, lot)
+    meaning = {k: v.encode().ljust(32, b"\0") for k, v in (("coa", "approved"), ("qp", "released for sale"))}
+    cmo.client.transact(
+        "BatchRegistry",
+        "anchorCertificate",
+        bid,
+        CertificateKind.ANALYSIS,
+        keccak(text=f"coa-{lot}"),
+        meaning["coa"],
+    )
+    sponsor.client.transact(
+        "BatchRegistry", "releaseWithCertification", bid, keccak(text=f"qp-{lot}"), meaning["qp"], bytes(32)
+    )
+    return bid
 
 
 def sscc(prefix: str, n: int) -> str:

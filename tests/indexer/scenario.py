@@ -5,9 +5,9 @@ from __future__ import annotations
 from web3 import Web3
 
 from node.ledger.consortium import Org
-from node.ledger.constants import CertificateKind, UnitState
-from node.ledger.identifiers import batch_id, container_key, unit_key
-from node.ledger.journey import JOURNEY_GTIN, SITE_GLN, sscc
+from node.ledger.constants import UnitState
+from node.ledger.identifiers import container_key, unit_key
+from node.ledger.journey import JOURNEY_GTIN, released_batch, sscc
 
 
 def _b32(text: str) -> bytes:
@@ -21,25 +21,7 @@ def busy_day(orgs: dict[str, Org], tag: str) -> None:
     pharmacy, regulator = orgs["City Pharmacy"], orgs["National Medicines Agency"]
     gtin = JOURNEY_GTIN
     lots = [f"{tag}-A", f"{tag}-B"]
-    for lot in lots:
-        cmo.client.transact("BatchRegistry", "createBatch", int(gtin), lot, 281231, int(SITE_GLN))
-        cmo.client.transact(
-            "BatchRegistry",
-            "anchorCertificate",
-            batch_id(gtin, lot),
-            CertificateKind.ANALYSIS,
-            Web3.keccak(text=f"coa-{lot}"),
-            _b32("approved"),
-        )
-        sponsor.client.transact(
-            "BatchRegistry",
-            "releaseWithCertification",
-            batch_id(gtin, lot),
-            Web3.keccak(text=f"qp-{lot}"),
-            _b32("released for sale"),
-            bytes(32),
-        )
-    a, b = (batch_id(gtin, lot) for lot in lots)
+    a, b = (released_batch(cmo, sponsor, lot, gtin) for lot in lots)
     seed = sum(ord(ch) for ch in tag) * 1000
     cases = [container_key(sscc("4098765", seed + i)) for i in range(4)]
     pallet = container_key(sscc("4098765", seed + 900))
