@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import Engine
 
+from api import audit
+from api.database import api_engine
 from api.health import Health, collect_health
 from api.problems import install_problem_handlers
-from node.db import make_engine
+from api.routes import admin, batches, custody, operations
+from api.routes import audit as audit_routes
+from api.runtime import Runtime
+from api.submitter import start_submitter
 from node.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _settings(request: Request) -> Settings:
@@ -30,13 +40,32 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _outcome(status: int) -> str:
+    if status == 202:
+        return "accepted"
+    if status < 400:
+        return "ok"
+    if status in (401, 403):
+        return "denied"
+    return "rejected" if status < 500 else "error"
+
+
+def create_app(settings: Settings | None = None, *, run_submitter: bool = True) -> FastAPI:
+    """The API. `run_submitter` runs the outbox submitter in this process (exactly one process per
+    database should; a lease in the database keeps a second one idle)."""
     settings = settings or get_settings()
-    engine = make_engine(settings.database_url)
+    engine = api_engine(settings.database_url)
+    runtime = Runtime.create(settings, engine)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = start_submitter(runtime) if run_submitter else None
         yield
+        if worker is not None:
+            _, thread, stop = worker
+            stop.set()
+            runtime.wake.set()
+            thread.join(timeout=10)
         engine.dispose()
 
     app = FastAPI(
@@ -44,10 +73,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Pharmaceutical traceability on a permissioned ledger",
         version="0.1.0",
         lifespan=lifespan,
+        max_body_size=settings.max_request_bytes,
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.runtime = runtime
     install_problem_handlers(app)
+    for module in (admin, batches, custody, operations, audit_routes):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def request_id_and_audit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Every request gets an id (the client's X-Request-ID, or a new one); every request that
+        could change something is written to the audit log with its outcome."""
+        rid = request.headers.get("x-request-id", "")[:100] or uuid.uuid4().hex
+        request.state.request_id = rid
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        if request.method in WRITE_METHODS:
+            principal = getattr(request.state, "principal", None)
+            try:
+                audit.append(
+                    engine,
+                    request_id=rid,
+                    user_id=getattr(principal, "user_id", None),
+                    username=getattr(principal, "username", None),
+                    org_id=getattr(principal, "org_id", None),
+                    method=request.method,
+                    path=request.url.path,
+                    action=getattr(request.state, "action", "") or request.url.path,
+                    status=response.status_code,
+                    outcome=_outcome(response.status_code),
+                    operation_id=getattr(request.state, "operation_id", None),
+                )
+            except Exception:  # the answer is already decided; a lost audit row must be loud
+                log.exception("could not write the audit entry of request %s", rid)
+        return response
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

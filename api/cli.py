@@ -39,7 +39,8 @@ def _setup() -> None:
     level = get_settings().log_level
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per devnet RPC otherwise
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per devnet RPC otherwise
 
 
 @contracts_app.command("build")

@@ -8,28 +8,30 @@ in-process), records itself in a pidfile so `down` can stop it from another shel
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from pydantic import SecretStr
 from rich.console import Console
-from web3 import Web3
-from web3.contract import Contract
 
 from api.app import create_app
+from api.bootstrap import ensure_admin
+from api.database import api_engine
+from api.demo import seed_demo_via_api
 from api.health import collect_health
 from api.procs import UpRecord, alive, process_start_time, terminate
+from api.routes.admin import TokenOut
+from api.runtime import Runtime
 from node.accounts import dev_accounts
 from node.chain import connect
-from node.deploy import ManifestMismatch, ensure_deployed, load_contracts, manifest_path
+from node.deploy import ManifestMismatch, ensure_deployed, manifest_path
 from node.devnet import Devnet
-from node.indexer.database import read_model_engine
 from node.indexer.follower import Indexer
 from node.settings import Settings
 
@@ -56,16 +58,20 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def seed_demo_if_available(settings: Settings, w3: Web3, contracts: Mapping[str, Contract]) -> None:
-    try:
-        demo = importlib.import_module("api.demo")
-    except ModuleNotFoundError as exc:
-        if exc.name != "api.demo":
-            raise
-        return
-    seed = getattr(demo, "seed_demo", None)
-    if callable(seed):
-        seed(settings, w3, contracts)
+DEVNET_KEYSTORE_PASSWORD = "rxledger-devnet-keystore"
+
+
+def devnet_settings(settings: Settings, rpc_url: str) -> Settings:
+    """`up` is a devnet: a known keystore password unless one is set, cheap keystore encryption,
+    and gas money for new keys."""
+    update: dict[str, object] = {
+        "rpc_url": rpc_url,
+        "fund_new_keys_wei": settings.fund_new_keys_wei or 10**20,
+    }
+    if settings.keystore_password is None:
+        update["keystore_password"] = SecretStr(DEVNET_KEYSTORE_PASSWORD)
+        update["keystore_scrypt_n"] = 2**12
+    return settings.model_copy(update=update)
 
 
 def _display_host(host: str) -> str:
@@ -73,17 +79,27 @@ def _display_host(host: str) -> str:
 
 
 class _Watcher(threading.Thread):
-    """Announces where to look once the API is up, then watches Anvil and stops the API if it dies."""
+    """Seeds the demo through the API once it is up (new network), announces where to look, then
+    watches Anvil and stops the API if it dies."""
 
-    def __init__(self, server: uvicorn.Server, devnet: Devnet, settings: Settings, console: Console) -> None:
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        devnet: Devnet,
+        settings: Settings,
+        console: Console,
+        admin_token: TokenOut | None,
+    ) -> None:
         super().__init__(name="rxledger-up-watcher", daemon=True)
         self.server, self.devnet, self.settings, self.console = server, devnet, settings, console
+        self.admin_token = admin_token
         self.devnet_died = False
 
     def run(self) -> None:
         while not self.server.started and not self.server.should_exit:
             time.sleep(0.05)
         if self.server.started:
+            self._seed()
             self._announce()
         while not self.server.should_exit:
             if not self.devnet.running:
@@ -91,6 +107,21 @@ class _Watcher(threading.Thread):
                 self.console.print(f"[red]Anvil exited unexpectedly:[/red]\n{self.devnet.log_tail()}")
                 self.server.should_exit = True
             time.sleep(0.5)
+
+    def _seed(self) -> None:
+        base = f"http://{_display_host(self.settings.api_host)}:{self.settings.api_port}"
+        if self.admin_token is None or self.admin_token.token is None:
+            self.console.print(
+                "admin token: shown when this network was created "
+                "(`rxledger users token admin` issues a new one)"
+            )
+            return
+        self.console.print("seeding the demo consortium through the API...")
+        try:
+            seed_demo_via_api(base, self.admin_token.token, self.console)
+        except Exception as exc:  # the network is still usable; say what went wrong
+            self.console.print(f"[red]demo seeding failed: {exc}[/red]")
+        self.console.print(f"consortium admin token (shown once): [bold]{self.admin_token.token}[/bold]")
 
     def _announce(self) -> None:
         s = self.settings
@@ -153,6 +184,7 @@ def _run(settings: Settings, devnet: Devnet, pidfile: Path, console: Console) ->
             f"[yellow]note: RXLEDGER_RPC_URL is {settings.rpc_url}; this network serves {devnet.rpc_url}[/]"
         )
 
+    live = devnet_settings(live, devnet.rpc_url)
     w3 = connect(live)
     try:
         manifest, deployed_now = ensure_deployed(w3, dev_accounts(1)[0], manifest_dir=settings.manifest_dir)
@@ -167,10 +199,9 @@ def _run(settings: Settings, devnet: Devnet, pidfile: Path, console: Console) ->
     console.print(f"contracts {verb}:")
     for name, entry in manifest.contracts.items():
         console.print(f"  {name:<20} {entry.address}", highlight=False)
-    seed_demo_if_available(live, w3, load_contracts(w3, manifest))
-    indexer = Indexer(
-        read_model_engine(settings.database_url), w3, manifest, confirmations=settings.confirmations
-    )
+    engine = api_engine(settings.database_url)
+    admin_token = ensure_admin(Runtime.create(live, engine), dev_accounts(1)[0])
+    indexer = Indexer(engine, w3, manifest, confirmations=settings.confirmations)
     caught_up = indexer.sync()
     console.print(
         f"indexer: {caught_up.logs:,} events indexed up to block {caught_up.checkpoint or 'none new'}"
@@ -186,10 +217,11 @@ def _run(settings: Settings, devnet: Devnet, pidfile: Path, console: Console) ->
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        access_log=settings.log_level == "DEBUG",
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    watcher = _Watcher(server, devnet, live, console)
+    watcher = _Watcher(server, devnet, live, console, admin_token)
     watcher.start()
     try:
         server.run()  # returns after Ctrl-C/SIGTERM (then re-raises the signal) or when the watcher stops it

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +34,25 @@ class Settings(BaseSettings):
     devnet_block_time: float | None = Field(default=None, gt=0)
     devnet_state_file: Path = Path("var/devnet/state.json")
     log_level: str = "INFO"
+
+    # --- partner API ---
+    # Key-encryption password of the custodial keystores (eth-account keystore v3 files in
+    # keystore_dir). Never stored in the database; without it the API can only relay signatures.
+    keystore_password: SecretStr | None = None
+    # scrypt cost of new keystores (2**18 is geth's "standard"; tests lower it to stay fast).
+    keystore_scrypt_n: int = Field(default=2**18, ge=2**10)
+    documents_dir: Path = Path("var/documents")  # certificate files, content-addressed by SHA-256
+    max_request_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    token_ttl_days: int = Field(default=90, gt=0)
+    wait_max_seconds: float = Field(default=30.0, gt=0)  # bound of `?wait=true`
+    items_per_tx: int = Field(default=500, gt=0, le=1000)  # items per transaction when splitting
+    # Submitter: replace a transaction with higher fees when unmined this long; back-off cap.
+    submitter_stuck_after: float = Field(default=30.0, gt=0)
+    submitter_max_backoff: float = Field(default=30.0, gt=0)
+    # Mark an operation succeeded only once the indexer has applied its last block (bounded wait).
+    submitter_index_timeout: float = Field(default=30.0, ge=0)
+    # Devnet only: wei sent from the admin key to every new custodial key (0 on a gas-free chain).
+    fund_new_keys_wei: int = Field(default=0, ge=0)
 
     @field_validator("log_level")
     @classmethod

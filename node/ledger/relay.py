@@ -58,34 +58,34 @@ class SignedAction:
     nonce: int
 
 
-def _as_typed_value(typ: str, value: Any) -> Any:
-    if typ == "bytes32[]":
-        return [bytes(v) for v in value]
-    if typ == "bytes32":
-        return bytes(value)
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
     return value
 
 
-def sign_action(
+def typed_data(
     contract: Contract,
     domain_name: str,
     chain_id: int,
-    signer: LocalAccount,
     fn_name: str,
     args: Sequence[Any],
     *,
     nonce: int,
     deadline: int,
-) -> SignedAction:
-    """Sign the action `fn_name(*args)` of `contract` with `signer` for relaying."""
+) -> dict[str, Any]:
+    """The EIP-712 typed data (as JSON: bytes in 0x-hex) a signer signs to have `fn_name(*args)` of
+    `contract` relayed; what `eth_signTypedData_v4` and `Account.sign_typed_data` take."""
     fields = action_fields(contract, fn_name)
     params = fields[:-2]
     if len(params) != len(args):
         raise ValueError(f"{fn_name} takes {len(params)} arguments, got {len(args)}")
-    message = {f["name"]: _as_typed_value(f["type"], a) for f, a in zip(params, args, strict=True)}
+    message = {f["name"]: _json_value(a) for f, a in zip(params, args, strict=True)}
     message["nonce"] = nonce
     message["deadline"] = deadline
-    typed = {
+    return {
         "types": {
             "EIP712Domain": [
                 {"name": "name", "type": "string"},
@@ -104,6 +104,27 @@ def sign_action(
         },
         "message": message,
     }
+
+
+def recover_signer(typed: Mapping[str, Any], signature: bytes) -> str:
+    """The address that signed `typed` (EIP-712)."""
+    recovered: str = Account.recover_message(encode_typed_data(full_message=dict(typed)), signature=signature)
+    return recovered
+
+
+def sign_action(
+    contract: Contract,
+    domain_name: str,
+    chain_id: int,
+    signer: LocalAccount,
+    fn_name: str,
+    args: Sequence[Any],
+    *,
+    nonce: int,
+    deadline: int,
+) -> SignedAction:
+    """Sign the action `fn_name(*args)` of `contract` with `signer` for relaying."""
+    typed = typed_data(contract, domain_name, chain_id, fn_name, args, nonce=nonce, deadline=deadline)
     signed = Account.sign_message(encode_typed_data(full_message=typed), signer.key)
     action = bytes.fromhex(contract.encode_abi(fn_name, args=list(args))[2:])
     return SignedAction(action, signer.address, deadline, bytes(signed.signature), nonce)

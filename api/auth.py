@@ -1,0 +1,198 @@
+"""Who is calling (bearer token -> user -> organisation) and whether they may (the API's half of the
+double authorisation; the contracts check the organisation's key again on chain).
+
+The permission table is the one place that says which user roles of which kinds of organisation may
+perform each action; routes name their action with `Permit("...")`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from api.models import ApiToken, User, UserRole
+from api.problems import Problem
+from api.rules import PROBLEM_BASE
+from api.runtime import Runtime
+from api.security import hash_token
+from node.indexer.schema import Organization, table
+from node.ledger.constants import OrgStatus
+
+SPONSOR, CMO, LOGISTICS = "SPONSOR", "CMO", "LOGISTICS"
+DISTRIBUTOR, DISPENSER, REGULATOR = "DISTRIBUTOR", "DISPENSER", "REGULATOR"
+CUSTODIANS = frozenset({SPONSOR, CMO, LOGISTICS, DISTRIBUTOR, DISPENSER})
+ANY_ORG = frozenset({SPONSOR, CMO, LOGISTICS, DISTRIBUTOR, DISPENSER, REGULATOR})
+ALL_ROLES = frozenset(UserRole) - {UserRole.ADMIN}
+OP, QP, KEYS, VIEW = UserRole.OPERATOR, UserRole.QP, UserRole.KEY_ADMIN, UserRole.VIEWER
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[str]  # user roles inside the organisation
+    orgs: frozenset[str]  # on-chain roles of the organisation (any one suffices)
+    admin: bool = False  # the consortium admin may too
+
+    @classmethod
+    def of(cls, roles: set[str], orgs: frozenset[str] | set[str], *, admin: bool = False) -> Rule:
+        return cls(frozenset(roles), frozenset(orgs), admin)
+
+
+ADMIN_ONLY = Rule(frozenset(), frozenset(), admin=True)
+READ = Rule.of(set(ALL_ROLES), ANY_ORG, admin=True)
+
+PERMISSIONS: dict[str, Rule] = {
+    # consortium administration
+    "organizations.onboard": ADMIN_ONLY,
+    "organizations.status": ADMIN_ONLY,
+    "relayer.manage": ADMIN_ONLY,
+    # an organisation's own people and keys (the admin may act for any organisation)
+    "users.manage": Rule.of({KEYS}, ANY_ORG, admin=True),
+    "keys.manage": Rule.of({KEYS}, ANY_ORG, admin=True),
+    # products and who may make them
+    "products.register": Rule.of({OP, QP}, {SPONSOR}),
+    "products.authorize": Rule.of({OP, QP}, {SPONSOR}),
+    # batches and quality decisions
+    "batches.create": Rule.of({OP, QP}, {CMO}),
+    "certificates.anchor": Rule.of({QP}, {CMO, SPONSOR}),
+    "batches.decide": Rule.of({QP}, {SPONSOR}),  # release, reject, suspend, unsuspend, recall
+    # custody
+    "custody.commission": Rule.of({OP}, {CMO}),
+    "custody.pack": Rule.of({OP}, CUSTODIANS),
+    "custody.ship": Rule.of({OP}, CUSTODIANS),
+    "custody.receive": Rule.of({OP}, CUSTODIANS),
+    "custody.decommission": Rule.of({OP}, CUSTODIANS),
+    "suspect.flag": Rule.of({OP, QP}, ANY_ORG),
+    "suspect.clear": Rule.of({QP}, {SPONSOR, REGULATOR}),
+    # reading
+    "read": READ,
+    "read.own": Rule.of(set(ALL_ROLES), ANY_ORG),  # inventory, inbound: needs an organisation
+    "documents.download": Rule.of(set(ALL_ROLES), {SPONSOR, CMO, REGULATOR}, admin=True),
+    "audit.read": Rule.of({KEYS, QP}, ANY_ORG, admin=True),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    printed_name: str
+    role: str
+    org_id: int | None
+    org_roles: frozenset[str]
+    token_id: int
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == UserRole.ADMIN
+
+    def may(self, action: str) -> bool:
+        rule = PERMISSIONS[action]
+        if self.is_admin:
+            return rule.admin
+        return self.role in rule.roles and bool(self.org_roles & rule.orgs)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def _unauthenticated(detail: str, rule: str = "unauthenticated") -> Problem:
+    return Problem(
+        401,
+        "Authentication required",
+        type=PROBLEM_BASE + rule,
+        detail=detail,
+        headers={"WWW-Authenticate": 'Bearer realm="rxledger"'},
+    )
+
+
+def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthenticated("send `Authorization: Bearer <token>`")
+    now = time.time()
+    with Session(runtime.engine) as session:
+        row = session.exec(  # type: ignore[call-overload]
+            select(ApiToken, User)
+            .join(User, col(User.id) == col(ApiToken.user_id))
+            .where(col(ApiToken.token_hash) == hash_token(token.strip()))
+        ).first()
+        if row is None:
+            raise _unauthenticated("unknown token", "invalid-token")
+        api_token, user = row
+        if api_token.revoked_at is not None:
+            raise _unauthenticated("the token was revoked", "token-revoked")
+        if api_token.expires_at is not None and api_token.expires_at <= now:
+            raise _unauthenticated("the token has expired", "token-expired")
+        if user.disabled_at is not None:
+            raise _unauthenticated("the user is disabled", "user-disabled")
+        # last use, at most once a minute per token (every request writing would serialise reads)
+        if api_token.last_used_at is None or now - api_token.last_used_at > 60:
+            api_token.last_used_at = now
+            session.add(api_token)
+            session.commit()
+        org_roles: frozenset[str] = frozenset()
+        if user.org_id is not None:
+            org = session.execute(
+                select(table(Organization)).where(table(Organization).c.id == user.org_id)
+            ).first()
+            if org is not None and org.status == OrgStatus.ACTIVE:
+                org_roles = frozenset(r for r in org.roles.split(",") if r)
+        assert user.id is not None and api_token.id is not None
+        principal = Principal(
+            user.id, user.username, user.printed_name, user.role, user.org_id, org_roles, api_token.id
+        )
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+class Permit:
+    """`Annotated[Principal, Depends(Permit("custody.ship"))]`: authenticated and allowed."""
+
+    def __init__(self, action: str) -> None:
+        if action not in PERMISSIONS:
+            raise KeyError(f"no permission rule for {action!r}")
+        self.action = action
+
+    def __call__(self, request: Request, principal: PrincipalDep) -> Principal:
+        request.state.action = self.action
+        if not principal.may(self.action):
+            raise forbidden(principal, self.action)
+        return principal
+
+
+def forbidden(principal: Principal, action: str, why: str | None = None) -> Problem:
+    rule = PERMISSIONS[action]
+    if why is None:
+        if principal.is_admin:
+            why = "the consortium admin does not perform this action"
+        elif principal.org_id is not None and not principal.org_roles:
+            why = "your organisation is not active on the network"
+        elif principal.role not in rule.roles:
+            allowed = ", ".join(sorted(rule.roles)) or "the consortium admin"
+            why = f"your role {principal.role!r} may not; it takes: {allowed}"
+        else:
+            kinds = ", ".join(sorted(rule.orgs))
+            why = f"your organisation ({', '.join(sorted(principal.org_roles))}) may not; it takes: {kinds}"
+    return Problem(403, "Forbidden", type=PROBLEM_BASE + "forbidden", detail=why, action=action)
+
+
+def require_org(principal: Principal, org_id: int, action: str) -> None:
+    """For actions on a named organisation: only its own members (or the admin where allowed)."""
+    if principal.is_admin and PERMISSIONS[action].admin:
+        return
+    if principal.org_id != org_id:
+        raise forbidden(principal, action, "you may only act on your own organisation")

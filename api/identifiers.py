@@ -1,0 +1,58 @@
+"""GS1 identifiers as validated request fields: a wrong check digit or a character outside GS1's
+character set 82 is a 422 naming the field, before anything else happens."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from node.ledger.identifiers import container_key, gs1_check_digit, unit_key
+
+# GS1 General Specifications, figure 7.11-1 (character set 82), for serials (AI 21) and lots (AI 10)
+_CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
+
+
+def _digits_with_check(length: int, name: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if len(value) != length or not value.isdigit():
+            raise ValueError(f"a {name} is {length} digits")
+        if gs1_check_digit(value[:-1]) != int(value[-1]):
+            raise ValueError(f"wrong {name} check digit (expected {gs1_check_digit(value[:-1])})")
+        return value
+
+    return AfterValidator(check)
+
+
+def _cset82(name: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not _CSET82.match(value):
+            raise ValueError(f"a {name} is 1 to 20 characters of GS1 character set 82")
+        return value
+
+    return AfterValidator(check)
+
+
+Gtin = Annotated[str, _digits_with_check(14, "GTIN-14"), Field(examples=["09506000134352"])]
+Sscc = Annotated[str, _digits_with_check(18, "SSCC"), Field(examples=["040987650007000004"])]
+Gln = Annotated[str, _digits_with_check(13, "GLN"), Field(examples=["4012345000009"])]
+Serial = Annotated[str, _cset82("serial number (AI 21)"), Field(examples=["PK7Q2X9A"])]
+Lot = Annotated[str, _cset82("lot number (AI 10)"), Field(examples=["L2026-11"])]
+Bytes32Hex = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$", examples=["0x" + "ab" * 32])]
+
+
+class UnitRef(BaseModel):
+    """A pack: GTIN-14 and serial number (the SGTIN)."""
+
+    model_config = ConfigDict(extra="forbid")
+    gtin: Gtin
+    serial: Serial
+
+    @property
+    def key(self) -> str:
+        return "0x" + unit_key(self.gtin, self.serial).hex()
+
+
+def sscc_key(sscc: str) -> str:
+    return "0x" + container_key(sscc).hex()

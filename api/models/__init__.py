@@ -1,0 +1,29 @@
+"""The API's own tables (identity, signing keys, outbox, audit log, documents). They live in the same
+database as the indexer's read models but on their own metadata and Alembic history: an indexer
+rebuild drops and replays the read models and never touches these."""
+
+from api.models.audit import AuditEntry
+from api.models.base import ApiModel, api_metadata
+from api.models.identity import ApiToken, User, UserRole
+from api.models.outbox import Operation, OperationStatus, OperationTx, SubmitterLease, TxStatus
+from api.models.records import Document, KnownItem, SignatureRecord
+from api.models.signing import OrgSigner, SignerMode
+
+__all__ = [
+    "ApiModel",
+    "ApiToken",
+    "AuditEntry",
+    "Document",
+    "KnownItem",
+    "Operation",
+    "OperationStatus",
+    "OperationTx",
+    "OrgSigner",
+    "SignatureRecord",
+    "SignerMode",
+    "SubmitterLease",
+    "TxStatus",
+    "User",
+    "UserRole",
+    "api_metadata",
+]

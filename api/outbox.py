@@ -1,0 +1,380 @@
+"""Accepting a write: idempotency, pre-checks, and the outbox rows the submitter will work through.
+
+`accept` runs in the request: it refuses what can be refused now (a rule the contract would revert
+on, simulated with eth_call as the organisation's key), then writes the operation and all of its
+transactions in one database transaction. From then on the operation is durable: the submitter
+resumes it after any crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from api.auth import Principal
+from api.models import KnownItem, Operation, OperationStatus, OperationTx, OrgSigner, SignerMode
+from api.models.outbox import TERMINAL, TxStatus
+from api.plan import Plan, encode_args, has_deferred
+from api.problems import Problem
+from api.rules import PROBLEM_BASE, problem_from_revert, rule_problem
+from api.runtime import ChainUnavailable, Runtime
+from node.errors import ContractRevert, translate_reverts
+from node.indexer.schema import Organization, table
+from node.ledger.relay import DOMAIN_NAMES, typed_data
+
+RELAY_DEADLINE_SECONDS = 24 * 3600
+IN_FLIGHT = (OperationStatus.QUEUED, OperationStatus.RUNNING, OperationStatus.AWAITING_SIGNATURES)
+
+
+class TxView(BaseModel):
+    position: int
+    contract: str
+    function: str
+    items: int
+    status: str
+    tx_hash: str | None = None
+    block_number: int | None = None
+    gas_used: int | None = None
+
+
+class OperationView(BaseModel):
+    id: str
+    kind: str
+    status: str
+    org_id: int | None
+    subject: str | None
+    signing: str
+    items_total: int
+    items_done: int
+    txs_total: int
+    txs_done: int
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    transactions: list[TxView]
+    # external signers: the EIP-712 typed data to sign, one per transaction, in order
+    to_sign: list[dict[str, Any]] | None = None
+    links: dict[str, str]
+
+
+def fingerprint(method: str, path: str, body: Mapping[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+def claim_pending_signers(session: Session) -> None:
+    """Keys created with an onboarding belong to the organisation once the indexer shows it."""
+    pending = list(
+        session.execute(select(OrgSigner).where(col(OrgSigner.purpose).like("pending-org:%"))).scalars()
+    )
+    for signer in pending:
+        gln = signer.purpose.split(":", 1)[1]
+        row = session.execute(
+            select(table(Organization).c.id).where(table(Organization).c.gln == gln)
+        ).first()
+        if row is not None:
+            signer.org_id = int(row[0])
+            signer.purpose = "org"
+            session.add(signer)
+    if pending:
+        session.commit()
+
+
+def signer_for(session: Session, org_id: int | None) -> OrgSigner | None:
+    claim_pending_signers(session)
+    purpose = "org" if org_id is not None else "admin"
+    stmt = select(OrgSigner).where(
+        OrgSigner.org_id == org_id,  # type: ignore[arg-type]
+        OrgSigner.purpose == purpose,  # type: ignore[arg-type]
+        OrgSigner.active == True,  # type: ignore[arg-type]  # noqa: E712
+    )
+    rows = list(session.execute(stmt).scalars())
+    # a key-admin key signs custody too; prefer custodial keys (no round trip to the client)
+    rows.sort(key=lambda s: (s.mode != SignerMode.CUSTODIAL, s.created_at))
+    return rows[0] if rows else None
+
+
+def relayer_for(session: Session) -> OrgSigner | None:
+    stmt = select(OrgSigner).where(
+        OrgSigner.purpose == "relayer",  # type: ignore[arg-type]
+        OrgSigner.active == True,  # type: ignore[arg-type]  # noqa: E712
+    )
+    return session.execute(stmt).scalars().first()
+
+
+def find_idempotent(engine: Engine, principal: Principal, key: str | None, print_: str) -> Operation | None:
+    if not key:
+        return None
+    scope = principal.org_id if principal.org_id is not None else -1
+    with Session(engine) as session:
+        op: Operation | None = session.execute(
+            select(Operation).where(col(Operation.org_scope) == scope, col(Operation.idempotency_key) == key)
+        ).scalar()
+    if op is None:
+        return None
+    if op.request_fingerprint != print_:
+        raise rule_problem(
+            422,
+            "idempotency-key-reused",
+            "this Idempotency-Key was used for a different request",
+            field="Idempotency-Key",
+            operation_id=op.id,
+        )
+    return op
+
+
+def _simulate(runtime: Runtime, plan: Plan, signer: str) -> None:
+    chain = runtime.chain()
+    for step in plan.steps:
+        if has_deferred(step.args):
+            continue  # depends on an earlier step of the same plan
+        fn = chain.contracts[step.contract].functions[step.function](*step.args)
+        try:
+            with translate_reverts(runtime.registry):
+                fn.call({"from": signer})  # type: ignore[typeddict-item]
+        except ContractRevert as revert:
+            raise problem_from_revert(revert, describe_key=plan.describe_key) from None
+        except (ConnectionError, OSError) as exc:
+            raise ChainUnavailable(str(exc)) from exc
+
+
+def _has_in_flight(session: Session, scope: int) -> bool:
+    stmt = select(col(Operation.seq)).where(
+        col(Operation.org_scope) == scope, col(Operation.status).in_(IN_FLIGHT)
+    )
+    stmt = stmt.limit(1)
+    return session.execute(stmt).first() is not None
+
+
+def _next_relay_nonce(session: Session, runtime: Runtime, contract: str, signer: str) -> int:
+    chain = runtime.chain()
+    onchain = int(chain.contracts[contract].functions.nonces(signer).call())
+    stmt = select(col(OperationTx.relay_nonce)).where(
+        OperationTx.signer == signer,  # type: ignore[arg-type]
+        OperationTx.contract == contract,  # type: ignore[arg-type]
+        OperationTx.relay_nonce.is_not(None),  # type: ignore[union-attr]
+        OperationTx.status.in_((TxStatus.PENDING, TxStatus.SIGNED, TxStatus.SENT)),  # type: ignore[attr-defined]
+    )
+    pending = [int(n) for n in session.execute(stmt).scalars() if n is not None]
+    return max([onchain, *(n + 1 for n in pending)])
+
+
+def remember_items(engine: Engine, plan: Plan) -> None:
+    """Record the identifiers behind the plan's keys (first sight wins; identical anyway)."""
+    if not plan.refs:
+        return
+    rows = [
+        {
+            "key": r.key,
+            "kind": r.kind,
+            "gtin": r.gtin,
+            "serial": r.serial,
+            "sscc": r.sscc,
+            "learnt_at": time.time(),
+        }
+        for r in plan.refs.values()
+    ]
+    table = KnownItem.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        dialect = engine.dialect.name
+        for start in range(0, len(rows), 2000):
+            part = rows[start : start + 2000]
+            if dialect == "postgresql":
+                conn.execute(pg_insert(table).values(part).on_conflict_do_nothing())
+            elif dialect == "sqlite":
+                conn.execute(sqlite_insert(table).values(part).on_conflict_do_nothing())
+            else:  # pragma: no cover - only SQLite and Postgres are supported
+                conn.execute(insert(table), part)
+
+
+def accept(
+    runtime: Runtime,
+    principal: Principal,
+    plan: Plan,
+    *,
+    method: str,
+    path: str,
+    body: Mapping[str, Any],
+    idempotency_key: str | None,
+    request_id: str,
+    simulate: bool = True,
+) -> tuple[Operation, bool]:
+    """Persist `plan` as an operation; (operation, created). A replayed Idempotency-Key returns the
+    first operation and created=False."""
+    print_ = fingerprint(method, path, body)
+    existing = find_idempotent(runtime.engine, principal, idempotency_key, print_)
+    if existing is not None:
+        return existing, False
+    if not plan.steps:
+        raise rule_problem(422, "empty-request", "the request names nothing to do")
+    scope = principal.org_id if principal.org_id is not None else -1
+    with Session(runtime.engine) as session:
+        signer = signer_for(session, principal.org_id)
+        if signer is None:
+            raise rule_problem(
+                409, "no-signing-key", "your organisation has no active signing key registered with this API"
+            )
+        external = signer.mode == SignerMode.EXTERNAL
+        if not external and not runtime.keystore.usable:
+            raise Problem(
+                503,
+                "Custodial signing unavailable",
+                type=PROBLEM_BASE + "keystore-locked",
+                detail="the API has no keystore password (RXLEDGER_KEYSTORE_PASSWORD)",
+            )
+        relayer = relayer_for(session) if external else None
+        if external and relayer is None:
+            raise rule_problem(409, "no-relayer", "this API has no relayer key to send signed actions")
+        if simulate and not _has_in_flight(session, scope):
+            # With earlier operations still in flight the state they will create is not on chain
+            # yet; then the contract alone judges, when the submitter sends.
+            _simulate(runtime, plan, signer.address)
+        op = Operation(
+            id=uuid.uuid4().hex,
+            kind=plan.kind,
+            org_id=principal.org_id,
+            org_scope=scope,
+            user_id=principal.user_id,
+            signing=signer.mode,
+            idempotency_key=idempotency_key,
+            request_fingerprint=print_,
+            request=json.dumps(body, sort_keys=True, separators=(",", ":"), default=str),
+            subject=plan.subject,
+            status=OperationStatus.AWAITING_SIGNATURES if external else OperationStatus.QUEUED,
+            items_total=plan.items_total,
+            txs_total=len(plan.steps),
+            result=json.dumps(plan.result) if plan.result else None,
+            request_id=request_id,
+        )
+        session.add(op)
+        try:
+            session.flush()
+        except IntegrityError:
+            session.rollback()  # a concurrent request with the same Idempotency-Key won the race
+            winner = find_idempotent(runtime.engine, principal, idempotency_key, print_)
+            if winner is None:
+                raise
+            return winner, False
+        assert op.seq is not None
+        nonces: dict[str, int] = {}
+        deadline = int(time.time()) + RELAY_DEADLINE_SECONDS
+        for position, step in enumerate(plan.steps):
+            tx = OperationTx(
+                operation_seq=op.seq,
+                position=position,
+                contract=step.contract,
+                function=step.function,
+                args=encode_args(step.args),
+                items=step.items,
+                signer=signer.address,
+                sender=relayer.address if relayer is not None else signer.address,
+            )
+            if external:
+                if step.contract not in nonces:
+                    nonces[step.contract] = _next_relay_nonce(session, runtime, step.contract, signer.address)
+                tx.relay_nonce = nonces[step.contract]
+                tx.relay_deadline = deadline
+                nonces[step.contract] += 1
+            session.add(tx)
+        session.commit()
+        session.refresh(op)
+    remember_items(runtime.engine, plan)
+    runtime.wake.set()
+    return op, True
+
+
+def load(engine: Engine, op_id: str) -> tuple[Operation, list[OperationTx]] | None:
+    with Session(engine) as session:
+        op = session.execute(select(Operation).where(Operation.id == op_id)).scalar()  # type: ignore[arg-type]
+        if op is None:
+            return None
+        txs = list(
+            session.execute(
+                select(OperationTx).where(OperationTx.operation_seq == op.seq).order_by(OperationTx.position)  # type: ignore[arg-type]
+            ).scalars()
+        )
+        return op, txs
+
+
+def typed_data_for(runtime: Runtime, tx: OperationTx) -> dict[str, Any]:
+    from api.plan import decode_args
+
+    chain = runtime.chain()
+    contract = chain.contracts[tx.contract]
+    assert tx.relay_nonce is not None and tx.relay_deadline is not None
+    args = decode_args(contract, tx.function, tx.args)
+    return typed_data(
+        contract,
+        DOMAIN_NAMES[tx.contract],
+        chain.chain_id,
+        tx.function,
+        args,
+        nonce=tx.relay_nonce,
+        deadline=tx.relay_deadline,
+    )
+
+
+def view(runtime: Runtime, op: Operation, txs: Sequence[OperationTx]) -> OperationView:
+    to_sign = None
+    if op.status == OperationStatus.AWAITING_SIGNATURES:
+        to_sign = [typed_data_for(runtime, tx) for tx in txs]
+    return OperationView(
+        id=op.id,
+        kind=op.kind,
+        status=op.status,
+        org_id=op.org_id,
+        subject=op.subject,
+        signing=op.signing,
+        items_total=op.items_total,
+        items_done=op.items_done,
+        txs_total=op.txs_total,
+        txs_done=op.txs_done,
+        created_at=op.created_at,
+        updated_at=op.updated_at,
+        finished_at=op.finished_at,
+        result=json.loads(op.result) if op.result else None,
+        error=json.loads(op.error) if op.error else None,
+        transactions=[
+            TxView(
+                position=t.position,
+                contract=t.contract,
+                function=t.function,
+                items=t.items,
+                status=t.status,
+                tx_hash=t.tx_hash if t.status in (TxStatus.SENT, TxStatus.MINED, TxStatus.FAILED) else None,
+                block_number=t.block_number,
+                gas_used=t.gas_used,
+            )
+            for t in txs
+        ],
+        to_sign=to_sign,
+        links={"self": f"/v1/operations/{op.id}", "events": f"/v1/operations/{op.id}/events"},
+    )
+
+
+async def wait_for(engine: Engine, op_id: str, timeout: float) -> Operation:
+    """Poll until the operation is terminal or `timeout` passes; returns its latest state."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        loaded = await asyncio.to_thread(load, engine, op_id)
+        assert loaded is not None
+        op = loaded[0]
+        if op.status in TERMINAL or time.monotonic() >= deadline:
+            return op
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.2)

@@ -1,0 +1,899 @@
+"""Custody: commissioning, packing, shipping and receiving, decommissioning, suspect flags; and what
+an organisation holds and has coming in."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from eth_utils.crypto import keccak
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import or_, select
+from sqlmodel import Session
+
+from api.auth import Permit, Principal, RuntimeDep
+from api.identifiers import Bytes32Hex, Gln, Serial, Sscc, UnitRef, sscc_key
+from api.models import KnownItem
+from api.plan import KeyRef, Plan, TxStep, chunks
+from api.routes.common import IdempotencyKey, Timeout, Wait, batch_row, org_by_gln, org_row, submit
+from api.rules import rule_problem
+from api.runtime import Runtime
+from node.indexer.custody import resolve
+from node.indexer.schema import Container, Shipment, ShipmentItem, Unit, table
+from node.ledger.constants import ContainerState, UnitState
+from node.ledger.identifiers import unit_key
+
+router = APIRouter(prefix="/v1", tags=["custody"])
+
+ReasonName = Literal[
+    "dispensed", "destroyed", "sample", "free_sample", "exported", "stolen", "locked", "checked_out"
+]
+REASONS = {s.name.lower(): s for s in UnitState if s >= UnitState.DISPENSED}
+STATE_NAMES = {s.value: s.name.lower() for s in UnitState}
+
+
+class Items(BaseModel):
+    """Packs by SGTIN and containers (cases, pallets) by SSCC."""
+
+    model_config = ConfigDict(extra="forbid")
+    units: list[UnitRef] = Field(default_factory=list, max_length=100_000)
+    containers: list[Sscc] = Field(default_factory=list, max_length=100_000)
+
+
+def event_hash(body: BaseModel | dict[str, Any]) -> bytes:
+    """The digest anchored with a plain-JSON event: keccak of the request's canonical JSON."""
+    data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    return bytes(keccak(text=json.dumps(data, sort_keys=True, separators=(",", ":"))))
+
+
+def resolve_items(items: Items, plan: Plan, *, prefix: str = "") -> list[bytes]:
+    """Keys of the listed items in request order, each remembered with where it came from; the
+    same item twice is a 422 naming the second occurrence."""
+    keys: list[bytes] = []
+    for i, unit in enumerate(items.units):
+        key = unit.key
+        if key in plan.refs:
+            raise rule_problem(
+                422,
+                "duplicate-item",
+                f"listed twice (first as {plan.refs[key].field})",
+                field=f"{prefix}units[{i}]",
+            )
+        plan.refs[key] = KeyRef(key, "unit", f"{prefix}units[{i}]", gtin=unit.gtin, serial=unit.serial)
+        keys.append(bytes.fromhex(key[2:]))
+    for i, sscc in enumerate(items.containers):
+        key = sscc_key(sscc)
+        if key in plan.refs:
+            raise rule_problem(
+                422,
+                "duplicate-item",
+                f"listed twice (first as {plan.refs[key].field})",
+                field=f"{prefix}containers[{i}]",
+            )
+        plan.refs[key] = KeyRef(key, "container", f"{prefix}containers[{i}]", sscc=sscc)
+        keys.append(bytes.fromhex(key[2:]))
+    if not keys:
+        raise rule_problem(
+            422, "empty-list", "list at least one unit or container", field=prefix.rstrip(".") or "units"
+        )
+    return keys
+
+
+def _split(runtime: Runtime, keys: Sequence[bytes]) -> list[Sequence[bytes]]:
+    return list(chunks(list(keys), runtime.settings.items_per_tx))
+
+
+# ---------------------------------------------------------------------- commissioning
+
+
+class Commission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    batch_id: Bytes32Hex
+    serials: list[Serial] = Field(min_length=1, max_length=200_000)
+    containers: list[Sscc] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="cases to aggregate the packs into, split evenly in order (optional)",
+    )
+
+
+@router.post("/commission", status_code=202, summary="Commission serialised packs of a batch (CMO)")
+async def commission(
+    request: Request,
+    body: Commission,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("custody.commission"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    batch = batch_row(runtime, body.batch_id)
+    gtin = batch.gtin
+    plan = Plan(kind="custody.commission", subject=body.batch_id.lower(), items_total=len(body.serials))
+    keys: list[bytes] = []
+    for i, serial in enumerate(body.serials):
+        key = "0x" + unit_key(gtin, serial).hex()
+        if key in plan.refs:
+            raise rule_problem(
+                422,
+                "duplicate-serial",
+                f"serial {serial!r} is listed twice (first as {plan.refs[key].field})",
+                field=f"serials[{i}]",
+            )
+        plan.refs[key] = KeyRef(key, "unit", f"serials[{i}]", gtin=gtin, serial=serial)
+        keys.append(bytes.fromhex(key[2:]))
+    cases: list[bytes] = []
+    for i, sscc in enumerate(body.containers):
+        key = sscc_key(sscc)
+        if key in plan.refs:
+            raise rule_problem(422, "duplicate-item", "container listed twice", field=f"containers[{i}]")
+        plan.refs[key] = KeyRef(key, "container", f"containers[{i}]", sscc=sscc)
+        cases.append(bytes.fromhex(key[2:]))
+    bid = bytes.fromhex(body.batch_id[2:])
+    ehash = event_hash(body)
+    per_tx = runtime.settings.items_per_tx
+    if cases:
+        if len(keys) % len(cases):
+            raise rule_problem(
+                422,
+                "uneven-aggregation",
+                f"{len(keys)} packs do not split evenly into {len(cases)} containers",
+                field="containers",
+            )
+        per_case = len(keys) // len(cases)
+        cases_per_tx = max(1, per_tx // per_case)
+        for start in range(0, len(cases), cases_per_tx):
+            group = cases[start : start + cases_per_tx]
+            ks = keys[start * per_case : (start + len(group)) * per_case]
+            plan.steps.append(TxStep("CustodyLedger", "commission", [bid, group, ks, ehash], items=len(ks)))
+    else:
+        for part in chunks(keys, per_tx):
+            plan.steps.append(
+                TxStep("CustodyLedger", "commission", [bid, [], list(part), ehash], items=len(part))
+            )
+    plan.result = {"batch_id": body.batch_id.lower(), "event_hash": "0x" + ehash.hex()}
+    return await submit(
+        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
+    )
+
+
+# ---------------------------------------------------------------------- packing
+
+
+class Pack(Items):
+    container: Sscc
+
+
+class Unpack(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    container: Sscc
+    units: list[UnitRef] = Field(default_factory=list)
+    containers: list[Sscc] = Field(default_factory=list)
+
+
+@router.post("/pack", status_code=202, summary="Pack units or containers into a container (aggregation)")
+async def pack(
+    request: Request,
+    body: Pack,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("custody.pack"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    plan = Plan(kind="custody.pack", subject=body.container)
+    keys = resolve_items(Items(units=body.units, containers=body.containers), plan)
+    ckey = sscc_key(body.container)
+    plan.refs[ckey] = KeyRef(ckey, "container", "container", sscc=body.container)
+    ehash = event_hash(body)
+    for part in _split(runtime, keys):
+        plan.steps.append(
+            TxStep("CustodyLedger", "pack", [bytes.fromhex(ckey[2:]), list(part), ehash], items=len(part))
+        )
+    plan.items_total = len(keys)
+    return await submit(
+        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
+    )
+
+
+@router.post(
+    "/unpack", status_code=202, summary="Take items out of a container (all of them when none are listed)"
+)
+async def unpack(
+    request: Request,
+    body: Unpack,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("custody.pack"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    plan = Plan(kind="custody.unpack", subject=body.container)
+    ckey = sscc_key(body.container)
+    plan.refs[ckey] = KeyRef(ckey, "container", "container", sscc=body.container)
+    ehash = event_hash(body)
+    if not body.units and not body.containers:
+        plan.steps.append(TxStep("CustodyLedger", "unpackAll", [[bytes.fromhex(ckey[2:])], ehash], items=1))
+        plan.items_total = 1
+    else:
+        keys = resolve_items(Items(units=body.units, containers=body.containers), plan)
+        for part in _split(runtime, keys):
+            plan.steps.append(
+                TxStep(
+                    "CustodyLedger", "unpack", [bytes.fromhex(ckey[2:]), list(part), ehash], items=len(part)
+                )
+            )
+        plan.items_total = len(keys)
+    return await submit(
+        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
+    )
+
+
+# ---------------------------------------------------------------------- shipping
+
+
+def shipment_bytes(shipment_id: str, field: str = "shipment_id") -> bytes:
+    if shipment_id.startswith("0x") and len(shipment_id) == 66:
+        return bytes.fromhex(shipment_id[2:])
+    raw = shipment_id.encode()
+    if not raw or len(raw) > 32:
+        raise rule_problem(
+            422,
+            "invalid-shipment-id",
+            "a shipment id is 1 to 32 bytes of text, or 0x and 64 hex digits",
+            field=field,
+        )
+    return raw.ljust(32, b"\0")
+
+
+def shipment_label(raw: bytes) -> str:
+    text = raw.rstrip(b"\0")
+    try:
+        decoded = text.decode()
+        if decoded.isprintable() and decoded:
+            return decoded
+    except UnicodeDecodeError:
+        pass
+    return "0x" + raw.hex()
+
+
+class Ship(Items):
+    to_gln: Gln | None = None
+    to_org: int | None = Field(default=None, gt=0)
+    shipment_id: str | None = Field(default=None, min_length=1, max_length=66)
+    reference: str = Field(
+        default="", max_length=500, description="despatch advice / PO number; anchored as a hash"
+    )
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> Ship:
+        if (self.to_gln is None) == (self.to_org is None):
+            raise ValueError("give exactly one of to_gln and to_org")
+        return self
+
+
+@router.post("/shipments", status_code=202, summary="Ship items to another organisation")
+async def ship(
+    request: Request,
+    body: Ship,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("custody.ship"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    dest = (
+        org_by_gln(runtime, body.to_gln, "to_gln")
+        if body.to_gln
+        else org_row(runtime, body.to_org or 0, "to_org")
+    )
+    sid = body.shipment_id or uuid.uuid4().hex[:24]
+    base = shipment_bytes(sid)
+    plan = Plan(kind="custody.ship", subject=sid)
+    keys = resolve_items(Items(units=body.units, containers=body.containers), plan)
+    ref_hash = bytes(keccak(text=body.reference)) if body.reference else bytes(32)
+    ehash = event_hash(body)
+    parts = _split(runtime, keys)
+    ids: list[str] = []
+    for n, part in enumerate(parts):
+        # more items than one transaction carries: consecutive shipments "<id>/2", "<id>/3"...
+        part_id = base if n == 0 else shipment_bytes(f"{sid[:28]}/{n + 1}")
+        ids.append(shipment_label(part_id))
+        plan.steps.append(
+            TxStep(
+                "CustodyLedger", "ship", [part_id, int(dest.id), list(part), ref_hash, ehash], items=len(part)
+            )
+        )
+    plan.items_total = len(keys)
+    plan.result = {"shipment_ids": ids, "to_org": int(dest.id)}
+    return await submit(
+        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
+    )
+
+
+class Settle(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    units: list[UnitRef] = Field(default_factory=list)
+    containers: list[Sscc] = Field(default_factory=list)
+    reason: str = Field(default="", max_length=2000)
+
+
+def _pending_items(runtime: Runtime, sid_hex: str) -> list[bytes]:
+    s = table(ShipmentItem)
+    with Session(runtime.engine) as session:
+        rows = session.execute(
+            select(s.c.item_key).where(s.c.shipment_id == sid_hex, s.c.outcome == "pending")
+        ).scalars()
+        return [bytes.fromhex(k[2:]) for k in rows]
+
+
+def _shipment(runtime: Runtime, shipment_id: str) -> tuple[bytes, Any]:
+    raw = shipment_bytes(shipment_id, "shipment_id")
+    with Session(runtime.engine) as session:
+        row = session.execute(
+            select(table(Shipment)).where(table(Shipment).c.shipment_id == "0x" + raw.hex())
+        ).first()
+    if row is None:
+        raise rule_problem(404, "unknown-shipment", f"no shipment {shipment_id}", field="shipment_id")
+    return raw, row
+
+
+async def _settle(
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Principal,
+    shipment_id: str,
+    body: Settle,
+    *,
+    kind: str,
+    fn: str,
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
+) -> JSONResponse:
+    raw, _row = _shipment(runtime, shipment_id)
+    plan = Plan(kind=kind, subject=shipment_id)
+    if body.units or body.containers:
+        keys = resolve_items(Items(units=body.units, containers=body.containers), plan)
+    else:
+        if fn != "receiveShipment":
+            raise rule_problem(422, "empty-list", "list the items concerned", field="units")
+        keys = _pending_items(runtime, "0x" + raw.hex())
+        if not keys:
+            raise rule_problem(
+                409, "nothing-pending", "the shipment has no pending items", field="shipment_id"
+            )
+    ehash = event_hash(body)
+    reason_hash = bytes(keccak(text=body.reason)) if body.reason else bytes(32)
+    for part in _split(runtime, keys):
+        args: list[Any]
+        if fn == "receiveShipment":
+            args = [raw, list(part), ehash]
+        elif fn == "rejectShipment":
+            args = [raw, list(part), reason_hash, ehash]
+        else:  # reportMissing, reclaimShipment
+            args = [raw, list(part), reason_hash]
+        plan.steps.append(TxStep("CustodyLedger", fn, args, items=len(part)))
+    plan.items_total = len(keys)
+    return await submit(
+        request,
+        runtime,
+        principal,
+        plan,
+        {"shipment_id": shipment_id, **body.model_dump(mode="json")},
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+@router.post(
+    "/shipments/{shipment_id}/receive",
+    status_code=202,
+    summary="Receive a shipment (all pending items, or those listed)",
+)
+async def receive(
+    request: Request,
+    shipment_id: str,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("custody.receive"))],
+    body: Settle | None = None,
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    return await _settle(
+        request,
+        runtime,
+        principal,
+        shipment_id,
+        body or Settle(),
+        kind="custody.receive",
+        fn="receiveShipment",
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+@router.post(
+    "/shipments/{shipment_id}/reject",
+    status_code=202,
+    summary="Refuse listed items; custody returns to the sender",
+)
+async def reject_items(
+    request: Request,
+    shipment_id: str,
+    body: Settle,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("custody.receive"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    return await _settle(
+        request,
+        runtime,
+        principal,
+        shipment_id,
+        body,
+        kind="custody.reject",
+        fn="rejectShipment",
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+@router.post(
+    "/shipments/{shipment_id}/missing", status_code=202, summary="Report listed items as not arrived"
+)
+async def report_missing(
+    request: Request,
+    shipment_id: str,
+    body: Settle,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("custody.receive"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    return await _settle(
+        request,
+        runtime,
+        principal,
+        shipment_id,
+        body,
+        kind="custody.missing",
+        fn="reportMissing",
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+@router.post(
+    "/shipments/{shipment_id}/reclaim",
+    status_code=202,
+    summary="Sender takes back items of a shipment to an inactive addressee",
+)
+async def reclaim(
+    request: Request,
+    shipment_id: str,
+    body: Settle,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("custody.ship"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    return await _settle(
+        request,
+        runtime,
+        principal,
+        shipment_id,
+        body,
+        kind="custody.reclaim",
+        fn="reclaimShipment",
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+# ---------------------------------------------------------------------- decommissioning and suspects
+
+
+class Decommission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    units: list[UnitRef] = Field(min_length=1, max_length=100_000)
+    reason: ReasonName = "dispensed"
+
+
+class UnitList(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    units: list[UnitRef] = Field(min_length=1, max_length=100_000)
+    reason: str = Field(default="", max_length=2000)
+
+
+async def _units_action(
+    request: Request,
+    runtime: Runtime,
+    principal: Principal,
+    body: BaseModel,
+    units: list[UnitRef],
+    *,
+    kind: str,
+    fn: str,
+    extra: Sequence[Any],
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
+) -> JSONResponse:
+    plan = Plan(kind=kind)
+    keys = resolve_items(Items(units=units), plan)
+    for part in _split(runtime, keys):
+        plan.steps.append(TxStep("CustodyLedger", fn, [list(part), *extra], items=len(part)))
+    plan.items_total = len(keys)
+    return await submit(
+        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
+    )
+
+
+@router.post(
+    "/decommission", status_code=202, summary="Decommission packs (dispensed, destroyed, exported...)"
+)
+async def decommission(
+    request: Request,
+    body: Decommission,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("custody.decommission"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    return await _units_action(
+        request,
+        runtime,
+        principal,
+        body,
+        body.units,
+        kind="custody.decommission",
+        fn="decommission",
+        extra=[int(REASONS[body.reason]), event_hash(body)],
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+@router.post("/decommission/undo", status_code=202, summary="Undo a decommissioning within its window")
+async def undo_decommission(
+    request: Request,
+    body: UnitList,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("custody.decommission"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    return await _units_action(
+        request,
+        runtime,
+        principal,
+        body,
+        body.units,
+        kind="custody.undo",
+        fn="undoDecommission",
+        extra=[event_hash(body)],
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+@router.post("/suspect", status_code=202, summary="Flag packs as suspect (investigation)")
+async def flag_suspect(
+    request: Request,
+    body: UnitList,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("suspect.flag"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    return await _units_action(
+        request,
+        runtime,
+        principal,
+        body,
+        body.units,
+        kind="suspect.flag",
+        fn="flagSuspect",
+        extra=[bytes(keccak(text=body.reason))],
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+@router.post(
+    "/suspect/clear", status_code=202, summary="Clear suspect packs found legitimate (sponsor or regulator)"
+)
+async def clear_suspect(
+    request: Request,
+    body: UnitList,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("suspect.clear"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    return await _units_action(
+        request,
+        runtime,
+        principal,
+        body,
+        body.units,
+        kind="suspect.clear",
+        fn="clearSuspect",
+        extra=[bytes(keccak(text=body.reason))],
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+class BatchSuspect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
+    held_unit: UnitRef | None = Field(
+        default=None, description="a unit you hold, when you are not sponsor, maker or regulator"
+    )
+
+
+@router.post("/batches/{batch_id}/suspect", status_code=202, summary="Flag a whole batch as suspect")
+async def flag_batch_suspect(
+    request: Request,
+    batch_id: Bytes32Hex,
+    body: BatchSuspect,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("suspect.flag"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    batch_row(runtime, batch_id)
+    plan = Plan(kind="suspect.flag_batch", subject=batch_id.lower())
+    held = bytes(32)
+    if body.held_unit is not None:
+        key = body.held_unit.key
+        plan.refs[key] = KeyRef(
+            key, "unit", "held_unit", gtin=body.held_unit.gtin, serial=body.held_unit.serial
+        )
+        held = bytes.fromhex(key[2:])
+    plan.steps.append(
+        TxStep(
+            "CustodyLedger",
+            "flagBatchSuspect",
+            [bytes.fromhex(batch_id[2:]), bytes(keccak(text=body.reason)), held],
+        )
+    )
+    return await submit(
+        request,
+        runtime,
+        principal,
+        plan,
+        {"batch_id": batch_id.lower(), **body.model_dump(mode="json")},
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+@router.post(
+    "/batches/{batch_id}/suspect/clear",
+    status_code=202,
+    summary="Clear a suspect batch (sponsor or regulator)",
+)
+async def clear_batch_suspect(
+    request: Request,
+    batch_id: Bytes32Hex,
+    body: BatchSuspect,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("suspect.clear"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    batch_row(runtime, batch_id)
+    plan = Plan(
+        kind="suspect.clear_batch",
+        subject=batch_id.lower(),
+        steps=[
+            TxStep(
+                "CustodyLedger",
+                "clearBatchSuspect",
+                [bytes.fromhex(batch_id[2:]), bytes(keccak(text=body.reason))],
+            )
+        ],
+    )
+    return await submit(
+        request,
+        runtime,
+        principal,
+        plan,
+        {"batch_id": batch_id.lower(), **body.model_dump(mode="json")},
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+# ---------------------------------------------------------------------- reading
+
+
+class HeldItem(BaseModel):
+    key: str
+    kind: str
+    batch_id: str | None = None
+    state: str
+    gtin: str | None = None
+    serial: str | None = None
+    sscc: str | None = None
+
+
+class Inventory(BaseModel):
+    org_id: int
+    containers: list[HeldItem]
+    units: list[HeldItem]
+
+
+def _known(session: Session, keys: list[str]) -> dict[str, KnownItem]:
+    if not keys:
+        return {}
+    rows = session.execute(select(KnownItem).where(KnownItem.key.in_(keys))).scalars()  # type: ignore[attr-defined]
+    return {r.key: r for r in rows}
+
+
+@router.get(
+    "/inventory", summary="What my organisation holds (top-level containers and loose packs, not in transit)"
+)
+def inventory(
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("read.own"))],
+    batch_id: Bytes32Hex | None = None,
+    limit: Annotated[int, Query(gt=0, le=10_000)] = 1000,
+) -> Inventory:
+    org = principal.org_id
+    assert org is not None
+    c, u = table(Container), table(Unit)
+    with Session(runtime.engine) as session:
+        conts = session.execute(
+            select(c)
+            .where(
+                c.c.holder == org,
+                c.c.parent_key.is_(None),
+                c.c.state == ContainerState.ACTIVE,
+                c.c.shipment_id.is_(None),
+            )
+            .limit(limit)
+        ).all()
+        dissolved = select(c.c.key).where(c.c.state == ContainerState.DISSOLVED)
+        stmt = select(u).where(
+            u.c.state == UnitState.ACTIVE, or_(u.c.parent_key.is_(None), u.c.parent_key.in_(dissolved))
+        )
+        if batch_id is not None:
+            stmt = stmt.where(u.c.batch_id == batch_id.lower())
+        units = []
+        conn = session.connection()
+        for row in session.execute(stmt.limit(limit * 4)).all():
+            m = dict(row._mapping)
+            custody = resolve(conn, m)
+            if custody.holder == org and custody.shipment_id is None and not custody.packed:
+                units.append(m)
+            if len(units) >= limit:
+                break
+        known = _known(session, [r.key for r in conts] + [m["key"] for m in units])
+    return Inventory(
+        org_id=org,
+        containers=[
+            HeldItem(
+                key=r.key, kind="container", state="active", sscc=getattr(known.get(r.key), "sscc", None)
+            )
+            for r in conts
+        ],
+        units=[
+            HeldItem(
+                key=m["key"],
+                kind="unit",
+                batch_id=m["batch_id"],
+                state=STATE_NAMES.get(m["state"], str(m["state"])),
+                gtin=getattr(known.get(m["key"]), "gtin", None),
+                serial=getattr(known.get(m["key"]), "serial", None),
+            )
+            for m in units
+        ],
+    )
+
+
+class ShipmentOut(BaseModel):
+    shipment_id: str
+    label: str
+    from_org: int
+    to_org: int
+    items: int
+    pending: int
+    received: int
+    rejected: int
+    missing: int
+    dispatched_at: int
+    closed: bool
+    item_list: list[dict[str, Any]] | None = None
+
+
+def _shipment_out(row: Any) -> ShipmentOut:
+    return ShipmentOut(
+        shipment_id=row.shipment_id,
+        label=shipment_label(bytes.fromhex(row.shipment_id[2:])),
+        from_org=row.from_org,
+        to_org=row.to_org,
+        items=row.items,
+        pending=row.pending,
+        received=row.received,
+        rejected=row.rejected,
+        missing=row.missing,
+        dispatched_at=row.dispatched_at,
+        closed=row.closed,
+    )
+
+
+@router.get("/shipments", summary="My organisation's shipments: inbound (default) or outbound")
+def list_shipments(
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("read.own"))],
+    direction: Literal["inbound", "outbound"] = "inbound",
+    pending: bool = True,
+    limit: Annotated[int, Query(gt=0, le=1000)] = 100,
+) -> list[ShipmentOut]:
+    s = table(Shipment)
+    stmt = select(s).where((s.c.to_org if direction == "inbound" else s.c.from_org) == principal.org_id)
+    if pending:
+        stmt = stmt.where(s.c.pending > 0)
+    with Session(runtime.engine) as session:
+        rows = session.execute(stmt.order_by(s.c.dispatched_block.desc()).limit(limit)).all()
+    return [_shipment_out(r) for r in rows]
+
+
+@router.get("/shipments/{shipment_id}", summary="A shipment and its items (sender and addressee only)")
+def get_shipment(
+    shipment_id: str, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("read"))]
+) -> ShipmentOut:
+    raw, row = _shipment(runtime, shipment_id)
+    if not (
+        principal.is_admin
+        or "REGULATOR" in principal.org_roles
+        or principal.org_id in (row.from_org, row.to_org)
+    ):
+        raise rule_problem(
+            404, "unknown-shipment", f"no shipment {shipment_id} of yours", field="shipment_id"
+        )
+    out = _shipment_out(row)
+    si = table(ShipmentItem)
+    with Session(runtime.engine) as session:
+        items = session.execute(select(si).where(si.c.shipment_id == "0x" + raw.hex())).all()
+        known = _known(session, [i.item_key for i in items])
+    out.item_list = []
+    for i in items:
+        k = known.get(i.item_key)
+        entry: dict[str, Any] = {"key": i.item_key, "outcome": i.outcome}
+        if k is not None:
+            entry.update(
+                {n: getattr(k, n) for n in ("kind", "gtin", "serial", "sscc") if getattr(k, n) is not None}
+            )
+        out.item_list.append(entry)
+    return out
