@@ -4,6 +4,7 @@ pharmacy, unpacking, dispensing. Then the chain, the read model and the audit lo
 
 from __future__ import annotations
 
+from api.client import RxClient
 from node.deploy import Deployment
 from node.ledger.constants import UnitState
 from node.ledger.identifiers import unit_key, with_check_digit
@@ -47,21 +48,23 @@ def test_standard_journey_through_the_api(consortium: Consortium) -> None:
     qp_doc = sponsor_qp.post(
         "/v1/documents", wait=False, files={"file": ("qp.pdf", b"QP cert", "application/pdf")}
     )
-    released = sponsor_qp.post(
-        f"/v1/batches/{bid}/release",
-        {"meaning": "released for sale", "reason": "record reviewed", "signature": consortium.signature("sponsor"),
-         "qp_certificate_sha256": qp_doc["document_sha256"]},
-    )  # fmt: skip
+    decision = {
+        "meaning": "released for sale",
+        "reason": "record reviewed",
+        "signature": consortium.signature("sponsor"),
+        "qp_certificate_sha256": qp_doc["document_sha256"],
+    }
+    released = sponsor_qp.post(f"/v1/batches/{bid}/release", decision)
     assert released["status"] == "succeeded"
 
-    def hop(sender: object, receiver: object, to: str, sid: str, containers: list[str]) -> None:
+    def hop(sender: RxClient, receiver: RxClient, to: str, sid: str, containers: list[str]) -> None:
         shipped = sender.post(
             "/v1/shipments", {"shipment_id": sid, "to_gln": consortium.glns[to], "containers": containers}
-        )  # type: ignore[attr-defined]
+        )
         assert shipped["status"] == "succeeded", shipped
-        inbound = receiver.get("/v1/shipments")  # type: ignore[attr-defined]
+        inbound = receiver.get("/v1/shipments")
         assert sid in [s["label"] for s in inbound]
-        assert receiver.post(f"/v1/shipments/{sid}/receive")["status"] == "succeeded"  # type: ignore[attr-defined]
+        assert receiver.post(f"/v1/shipments/{sid}/receive")["status"] == "succeeded"
 
     hop(cmo, tpl, "3pl", "J-API-S1", [pallet])
     hop(tpl, dist, "distributor", "J-API-S2", [pallet])
