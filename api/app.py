@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from api import audit
 from api.database import api_engine
 from api.health import Health, collect_health
-from api.problems import install_problem_handlers
+from api.problems import BodySizeLimit, install_problem_handlers
 from api.routes import admin, batches, custody, operations
 from api.routes import audit as audit_routes
 from api.runtime import Runtime
@@ -73,12 +73,12 @@ def create_app(settings: Settings | None = None, *, run_submitter: bool = True) 
         summary="Pharmaceutical traceability on a permissioned ledger",
         version="0.1.0",
         lifespan=lifespan,
-        max_body_size=settings.max_request_bytes,
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.runtime = runtime
     install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_body_size=settings.max_request_bytes)
     for module in (admin, batches, custody, operations, audit_routes):
         app.include_router(module.router)
 
