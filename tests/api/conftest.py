@@ -41,8 +41,14 @@ SHORT = {  # demo organisation -> short name used in tests
     "City Pharmacy": "pharmacy",
     "National Medicines Agency": "regulator",
 }
-KIND = {"sponsor": "sponsor", "cmo": "cmo", "3pl": "logistics", "distributor": "distributor",
-        "pharmacy": "dispenser", "regulator": "regulator"}  # fmt: skip
+KIND = {
+    "sponsor": "sponsor",
+    "cmo": "cmo",
+    "3pl": "logistics",
+    "distributor": "distributor",
+    "pharmacy": "dispenser",
+    "regulator": "regulator",
+}
 
 
 def serve(settings: Settings, *, run_submitter: bool = True) -> tuple[uvicorn.Server, threading.Thread, str]:
@@ -159,8 +165,12 @@ def consortium(net: ApiNet) -> Consortium:
         result.glns[short] = spec.gln
         for role in ROLES:
             username = f"{short}.{role}"
-            body = {"username": username, "printed_name": f"{short.title()} {role}", "role": role,
-                    "credential": CREDENTIAL}  # fmt: skip
+            body = {
+                "username": username,
+                "printed_name": f"{short.title()} {role}",
+                "role": role,
+                "credential": CREDENTIAL,
+            }
             created = admin.post(f"/v1/organizations/{orgs[spec.gln]}/users", body, wait=False)
             result.tokens[(short, role)] = created["token"]["token"]
             result.usernames[(short, role)] = username

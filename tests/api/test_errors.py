@@ -63,8 +63,11 @@ def stock(consortium: Consortium) -> Stock:
         f"/v1/batches/{ids[1]}/certificates", files={"file": ("coa.txt", b"CoA ERR-R", "text/plain")}
     )
     doc = sponsor_qp.post("/v1/documents", wait=False, files={"file": ("qp.txt", b"QP ERR-R", "text/plain")})
-    decision = {"meaning": "released", "signature": consortium.signature("sponsor"),
-                "qp_certificate_sha256": doc["document_sha256"]}  # fmt: skip
+    decision = {
+        "meaning": "released",
+        "signature": consortium.signature("sponsor"),
+        "qp_certificate_sha256": doc["document_sha256"],
+    }
     sponsor_qp.post(f"/v1/batches/{ids[1]}/release", decision)
     return Stock(ids[0], ids[1], q_cases, r_cases, r_serials)
 
@@ -151,8 +154,14 @@ def test_already_dispensed(consortium: Consortium, stock: Stock) -> None:
     unit = {"gtin": JOURNEY_GTIN, "serial": stock.r_serials[0]}
     cmo.post("/v1/unpack", {"container": stock.r_cases[0], "units": [unit]})
     cmo.post("/v1/decommission", {"units": [unit], "reason": "sample"})
-    got = refused(consortium.net, cmo, "/v1/decommission", {"units": [unit], "reason": "sample"}, 409,
-                  "already-decommissioned")  # fmt: skip
+    got = refused(
+        consortium.net,
+        cmo,
+        "/v1/decommission",
+        {"units": [unit], "reason": "sample"},
+        409,
+        "already-decommissioned",
+    )
     assert got["field"] == "units[0]"
 
 
@@ -205,8 +214,11 @@ def test_unauthenticated_and_revoked_tokens(consortium: Consortium) -> None:
     assert problem(bogus)["type"] == P + "invalid-token"
     org = consortium.org_ids["pharmacy"]
     keys = consortium.as_("pharmacy", "key_admin")
-    user = keys.post(f"/v1/organizations/{org}/users", {"username": "pharmacy.temp", "printed_name": "Temp",
-                     "role": "viewer"}, wait=False)  # fmt: skip
+    user = keys.post(
+        f"/v1/organizations/{org}/users",
+        {"username": "pharmacy.temp", "printed_name": "Temp", "role": "viewer"},
+        wait=False,
+    )
     token = user["token"]
     assert RxClient(net.base_url, token["token"]).get("/v1/me")["user"]["username"] == "pharmacy.temp"
     keys.post(f"/v1/tokens/{token['id']}/revoke", wait=False)
