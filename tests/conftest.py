@@ -18,6 +18,7 @@ from node.chain import Sender, make_web3
 from node.deploy import Deployment, deploy_suite
 from node.devnet import Devnet
 from node.errors import ErrorRegistry, default_registry
+from node.indexer.pgtemp import TempPostgres
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +83,16 @@ def sender_for(w3: Web3, error_registry: ErrorRegistry) -> Callable[[LocalAccoun
         return cache[account.address]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[TempPostgres]:
+    """A PostgreSQL cluster of our own for the session (CI installs the server with apt)."""
+    try:
+        server = TempPostgres().start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -20,20 +20,6 @@ from node.indexer.pgtemp import TempPostgres
 from node.ledger.consortium import Org, onboard
 from node.ledger.journey import JOURNEY_GTIN
 
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[TempPostgres]:
-    """A PostgreSQL cluster of our own for the session (CI installs the server with apt)."""
-    try:
-        server = TempPostgres().start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 _db_counter = iter(range(1, 10_000))
 
 

@@ -1,0 +1,104 @@
+"""Secrets and records: keystores are encrypted files, tokens and credentials are stored only as
+hashes, the audit log is append-only at the database (SQLite and PostgreSQL) and its hash chain
+shows a tampered row."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from api import audit
+from api.database import api_engine
+from api.keystore import Keystore, KeystoreError
+from api.rules import rule_slug, status_of
+from api.security import hash_credential, hash_token, new_token, verify_credential
+from node.indexer.pgtemp import TempPostgres
+from tests.api.conftest import ApiNet
+
+
+def test_keystore_is_encrypted_private_and_needs_the_password(tmp_path: Path) -> None:
+    store = Keystore(tmp_path, "kek", scrypt_n=2**10)
+    account = store.create()
+    path = store.path(account.address)
+    content = path.read_text()
+    assert account.key.hex().removeprefix("0x") not in content
+    assert json.loads(content)["crypto"]["kdf"] == "scrypt"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Keystore(tmp_path, "kek").account(account.address).key == account.key  # a fresh process
+    with pytest.raises(KeystoreError):
+        Keystore(tmp_path, "wrong").account(account.address)
+    with pytest.raises(KeystoreError):
+        Keystore(tmp_path, None).account(account.address)
+    with pytest.raises(KeystoreError):
+        store.account(Account.create().address)
+
+
+def test_tokens_and_credentials_are_only_stored_hashed(net: ApiNet) -> None:
+    token, digest, prefix = new_token()
+    assert len(token) > 40 and digest == hash_token(token) and token.startswith(prefix)
+    stored = hash_credential("correct horse battery staple")
+    assert "correct horse" not in stored
+    assert verify_credential("correct horse battery staple", stored)
+    assert not verify_credential("correct horse battery stapl", stored)
+    assert not verify_credential("x", None) and not verify_credential("x", "md5$abc")
+    # The admin token the harness holds appears nowhere in the database, only its hash does.
+    with net.engine.connect() as conn:
+        rows = conn.execute(text("SELECT token_hash FROM api_tokens")).scalars().all()
+    assert hash_token(net.admin_token) in rows and net.admin_token not in rows
+    db = Path(net.settings.database_url.removeprefix("sqlite:///"))
+    assert net.admin_token.encode() not in db.read_bytes()
+
+
+def _append_only(engine: Engine) -> None:
+    entry = audit.append(
+        engine, request_id="r1", method="POST", path="/x", action="t", status=202, outcome="accepted"
+    )
+    audit.append(engine, request_id="r2", method="POST", path="/y", action="t", status=403, outcome="denied")
+    assert audit.verify_chain(engine) == (2, None)
+    for statement in ("UPDATE api_audit_log SET outcome = 'ok'", "DELETE FROM api_audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    # Someone with the database owner's rights drops the trigger and edits a row: the chain shows it.
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(text("DROP TRIGGER api_audit_log_no_update"))
+        else:
+            conn.execute(text("DROP TRIGGER api_audit_log_append_only ON api_audit_log"))
+        conn.execute(text("UPDATE api_audit_log SET status = 200 WHERE id = :id"), {"id": entry.id})
+    assert audit.verify_chain(engine) == (1, entry.id)
+
+
+def test_audit_log_is_append_only_on_sqlite(tmp_path: Path) -> None:
+    engine = api_engine(f"sqlite:///{tmp_path}/audit.db")
+    _append_only(engine)
+
+
+def test_audit_log_is_append_only_on_postgres(postgres_server: TempPostgres) -> None:
+    engine = api_engine(postgres_server.database_url("rx_api_audit"))
+    try:
+        _append_only(engine)
+    finally:
+        engine.dispose()
+
+
+def test_rule_types_follow_the_contract_errors() -> None:
+    assert rule_slug("NotHolder") == "not-holder"
+    assert rule_slug("BatchNotReleased") == "batch-not-released"
+    assert rule_slug("AlreadyDispensed") == "already-dispensed"
+    assert (
+        status_of("NotHolder"),
+        status_of("MissingRole"),
+        status_of("UnknownBatch"),
+        status_of("InvalidGtin"),
+    ) == (
+        409,
+        403,
+        404,
+        422,
+    )
