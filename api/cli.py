@@ -167,3 +167,35 @@ def down() -> None:
 
 if __name__ == "__main__":
     app()
+
+
+users_app = typer.Typer(
+    no_args_is_help=True, help="The API's users (operator's console, on the node's database)."
+)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("token")
+def users_token(
+    username: Annotated[str, typer.Argument(help="e.g. admin, or a partner user")],
+    ttl_days: Annotated[int | None, typer.Option(help="lifetime; default RXLEDGER_TOKEN_TTL_DAYS")] = None,
+    label: Annotated[str, typer.Option(help="a note to recognise the token by")] = "cli",
+) -> None:
+    """Issue a new API token for a user and print it (once). For a lost token: revoke the old one
+    through the API."""
+    from sqlalchemy import select
+    from sqlmodel import Session, col
+
+    from api.database import api_engine
+    from api.models import User
+    from api.routes.admin import issue_token
+    from api.runtime import Runtime
+
+    settings = get_settings()
+    engine = api_engine(settings.database_url)
+    with Session(engine) as session:
+        user = session.execute(select(User).where(col(User.username) == username)).scalar()
+    if user is None or user.id is None:
+        raise _fail(f"no user {username!r} in {settings.database_url}")
+    token = issue_token(Runtime.create(settings, engine), user.id, label=label, ttl_days=ttl_days)
+    console.print(token.token, highlight=False, soft_wrap=True)

@@ -102,3 +102,26 @@ def test_rule_types_follow_the_contract_errors() -> None:
         404,
         422,
     )
+
+
+def test_cli_issues_a_working_token(net: ApiNet) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RXLEDGER_DATABASE_URL": net.settings.database_url}
+    rxledger = Path(sys.executable).parent / "rxledger"
+    out = subprocess.run(
+        [rxledger, "users", "token", "admin", "--ttl-days", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=net.tmp,
+    )
+    token = out.stdout.strip().splitlines()[-1]
+    assert net.client(token).get("/v1/me")["user"]["role"] == "admin"
+    missing = subprocess.run(
+        [rxledger, "users", "token", "nobody"], env=env, capture_output=True, text=True, cwd=net.tmp
+    )
+    assert missing.returncode == 1 and "no user" in missing.stdout
