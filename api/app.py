@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, run_submitter: bool = True) 
     """The API. `run_submitter` runs the outbox submitter in this process (exactly one process per
     database should; a lease in the database keeps a second one idle)."""
     settings = settings or get_settings()
-    engine = api_engine(settings.database_url)
+    engine = api_engine(settings.database_url, tolerate_unreachable=True)
     runtime = Runtime.create(settings, engine)
 
     @asynccontextmanager

@@ -65,7 +65,7 @@ def indexer_status(engine: Engine, head_block: int | None, problems: list[str]) 
     except (SQLAlchemyError, OSError):
         return IndexerStatus()  # the database problem is reported on its own
     if row is None:
-        problems.append("indexer: nothing indexed yet")
+        problems.append("indexer: nothing indexed yet (run `rxledger indexer run`)")
         return IndexerStatus()
     lag = None if head_block is None else max(0, head_block - int(row.block_number))
     running = time.time() - float(row.updated_at) < INDEXER_STALE_AFTER_S
