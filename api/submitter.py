@@ -80,13 +80,17 @@ class Submitter:
         while not stop.is_set():
             try:
                 busy = self.step().busy
-            except Exception:  # a bug must not kill the loop: log it and carry on
-                log.exception("submitter step failed")
+            except Exception:  # the database is down, or a bug: neither may kill the loop
+                log.exception("submitter step failed; retrying in 1 s")
+                stop.wait(1.0)
                 busy = False
             if not busy:
                 self.runtime.wake.wait(0.05)
                 self.runtime.wake.clear()
-        self.release_lease()
+        try:
+            self.release_lease()
+        except Exception:  # the lease expires by itself
+            log.warning("could not release the submitter lease", exc_info=True)
 
     def drain(self, timeout: float = 60.0) -> None:
         """Work until no operation is queued or running (tests, CLI)."""
