@@ -31,7 +31,7 @@ from api.problems import Problem
 from api.rules import PROBLEM_BASE, problem_from_revert, rule_problem
 from api.runtime import ChainUnavailable, Runtime
 from node.errors import ContractRevert, translate_reverts
-from node.indexer.schema import Organization, table
+from node.indexer.schema import Organization, OrgKey, table
 from node.ledger.relay import DOMAIN_NAMES, typed_data
 
 RELAY_DEADLINE_SECONDS = 24 * 3600
@@ -103,8 +103,23 @@ def signer_for(session: Session, org_id: int | None) -> OrgSigner | None:
         OrgSigner.active == True,  # type: ignore[arg-type]  # noqa: E712
     )
     rows = list(session.execute(stmt).scalars())
-    # a key-admin key signs custody too; prefer custodial keys (no round trip to the client)
-    rows.sort(key=lambda s: (s.mode != SignerMode.CUSTODIAL, s.created_at))
+    if org_id is not None:
+        # Only keys the chain accepts now (as indexed): a rotated or revoked key is never picked.
+        k, now = table(OrgKey), int(time.time())
+        valid = {
+            str(a)
+            for a in session.execute(
+                select(k.c.address).where(
+                    k.c.org_id == org_id,
+                    k.c.revoked_at == 0,
+                    k.c.valid_from <= now,
+                    (k.c.valid_until == 0) | (k.c.valid_until >= now),
+                )
+            ).scalars()
+        }
+        rows = [r for r in rows if r.address.lower() in valid]
+    # prefer custodial keys (no round trip to the client), then the newest
+    rows.sort(key=lambda s: (s.mode != SignerMode.CUSTODIAL, -s.created_at))
     return rows[0] if rows else None
 
 

@@ -200,14 +200,23 @@ async def onboard_organization(
         ],
         result={"gln": body.gln, "key": signer.address},
     )
-    response = await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
-    if getattr(request.state, "operation_created", False):
+
+    def record_key() -> None:
         signer.org_id = None  # filled in by `claim_pending_signers` once the organisation is indexed
         signer.purpose = f"pending-org:{body.gln}"
         _save_signer(runtime, signer)
-    return response
+
+    return await submit(
+        request,
+        runtime,
+        principal,
+        plan,
+        body,
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+        on_accepted=record_key,
+    )
 
 
 def claim_pending_signers(runtime: Runtime) -> None:
@@ -309,15 +318,32 @@ async def add_key(
         ],
         result={"key": signer.address},
     )
-    response = await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
+    return await submit(
+        request,
+        runtime,
+        principal,
+        plan,
+        body,
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+        on_accepted=lambda: _save_signer(runtime, signer),
     )
-    if getattr(request.state, "operation_created", False):
-        with Session(runtime.engine) as session:
-            if session.get(OrgSigner, signer.address) is None:
-                session.add(signer)
-                session.commit()
-    return response
+
+
+def _org_key(runtime: Runtime, org_id: int, address: str) -> str:
+    """The checksummed address of a key of `org_id` (as indexed), else 404."""
+    from eth_utils.address import is_address, to_checksum_address
+
+    if not is_address(address):
+        raise rule_problem(422, "invalid-address", f"{address!r} is not an address", field="address")
+    with Session(runtime.engine) as session:
+        key = session.execute(select(table(OrgKey)).where(table(OrgKey).c.address == address.lower())).first()
+    if key is None or key.org_id != org_id:
+        raise rule_problem(
+            404, "unknown-key", f"{address} is not a key of organisation {org_id}", field="address"
+        )
+    return str(to_checksum_address(address))
 
 
 @router.post("/organizations/{org_id}/keys/{address}/revoke", status_code=202, summary="Revoke a signing key")
@@ -332,16 +358,11 @@ async def revoke_key(
     timeout: Timeout = None,
 ) -> JSONResponse:
     require_org(principal, org_id, "keys.manage")
-    with Session(runtime.engine) as session:
-        key = session.execute(select(table(OrgKey)).where(table(OrgKey).c.address == address)).first()
-    if key is None or key.org_id != org_id:
-        raise rule_problem(
-            404, "unknown-key", f"{address} is not a key of organisation {org_id}", field="address"
-        )
+    address = _org_key(runtime, org_id, address)
     plan = Plan(
         kind="keys.revoke", subject=address, steps=[TxStep("ConsortiumRegistry", "revokeKey", [address])]
     )
-    response = await submit(
+    return await submit(
         request,
         runtime,
         principal,
@@ -351,13 +372,55 @@ async def revoke_key(
         wait=wait,
         timeout=timeout,
     )
-    with Session(runtime.engine) as session:
-        signer = session.get(OrgSigner, address)
-        if signer is not None:
-            signer.active = False
-            session.add(signer)
-            session.commit()
-    return response
+
+
+class Rotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: SignerMode = SignerMode.CUSTODIAL
+    address: str | None = Field(
+        default=None, pattern=r"^0x[0-9a-fA-F]{40}$", description="external keys only"
+    )
+    valid_until: int = Field(default=0, ge=0, description="unix time; 0 = no end")
+
+
+@router.post(
+    "/organizations/{org_id}/keys/{address}/rotate",
+    status_code=202,
+    summary="Replace a signing key by a new one in one transaction (the old one is revoked)",
+)
+async def rotate_key(
+    request: Request,
+    org_id: int,
+    address: str,
+    body: Rotation,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("keys.manage"))],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> JSONResponse:
+    require_org(principal, org_id, "keys.manage")
+    old = _org_key(runtime, org_id, address)
+    signer = _key_signer(
+        runtime, KeySpec(mode=body.mode, address=body.address, valid_until=body.valid_until), org_id
+    )
+    plan = Plan(
+        kind="keys.rotate",
+        subject=old,
+        result={"old_key": old, "key": signer.address},
+        steps=[TxStep("ConsortiumRegistry", "rotateKey", [old, signer.address, body.valid_until])],
+    )
+    return await submit(
+        request,
+        runtime,
+        principal,
+        plan,
+        body,
+        idempotency_key=idempotency_key,
+        wait=wait,
+        timeout=timeout,
+        on_accepted=lambda: _save_signer(runtime, signer),
+    )
 
 
 @router.post("/relayer", status_code=202, summary="Create the API's relayer key and register it on chain")
@@ -377,7 +440,7 @@ async def create_relayer(
         steps=[TxStep("ConsortiumRegistry", "setRelayer", [signer.address, True])],
         result={"relayer": signer.address},
     )
-    response = await submit(
+    return await submit(
         request,
         runtime,
         principal,
@@ -386,10 +449,8 @@ async def create_relayer(
         idempotency_key=idempotency_key,
         wait=wait,
         timeout=timeout,
+        on_accepted=lambda: _save_signer(runtime, signer),
     )
-    if getattr(request.state, "operation_created", False):
-        _save_signer(runtime, signer)
-    return response
 
 
 # ---------------------------------------------------------------------- users and tokens

@@ -3,6 +3,7 @@ and lookups in the read model that turn a wrong id into a 404 naming the field."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Header, Query, Request
@@ -59,6 +60,7 @@ async def submit(
     idempotency_key: str | None,
     wait: bool = False,
     timeout: float | None = None,
+    on_accepted: Callable[[], None] | None = None,
 ) -> JSONResponse:
     """Accept `plan` into the outbox and answer 202 with the operation (200 when replayed), or
     with the outcome when `wait` (the problem of a failure, with the operation id)."""
@@ -80,6 +82,8 @@ async def submit(
         raise chain_unavailable(exc) from None
     request.state.operation_id = op.id
     request.state.operation_created = created
+    if created and on_accepted is not None:
+        on_accepted()  # e.g. record the new key, before waiting for the outcome
     if wait and op.status not in (OperationStatus.AWAITING_SIGNATURES,):
         limit = min(timeout or runtime.settings.wait_max_seconds, runtime.settings.wait_max_seconds)
         op = await outbox.wait_for(runtime.engine, op.id, limit)
