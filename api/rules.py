@@ -96,7 +96,7 @@ def problem_from_revert(
     sentence = _SENTENCES.get(revert.name)
     detail = sentence.format(**args) if sentence else str(revert.decoded)
     item: Mapping[str, Any] | None = None
-    for name in ("key", "heldUnit", "containerKey"):
+    for name in ("key", "subject", "heldUnit", "containerKey"):
         key = args.get(name)
         if isinstance(key, str) and describe_key is not None:
             item = describe_key(key)
