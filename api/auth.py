@@ -73,6 +73,7 @@ PERMISSIONS: dict[str, Rule] = {
     "read.own": Rule.of(set(ALL_ROLES), ANY_ORG),  # inventory, inbound: needs an organisation
     "documents.download": Rule.of(set(ALL_ROLES), {SPONSOR, CMO, REGULATOR}, admin=True),
     "audit.read": Rule.of({KEYS, QP}, ANY_ORG, admin=True),
+    "audit.verify": ADMIN_ONLY,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field
 
 from api.models.base import ApiModel, now
@@ -55,7 +55,7 @@ class Operation(ApiModel, table=True):
     txs_done: int = 0
     result: str | None = Field(default=None, sa_column=Column(Text))  # JSON
     error: str | None = Field(default=None, sa_column=Column(Text))  # JSON problem document
-    last_block: int | None = None
+    last_block: int | None = Field(default=None, sa_column=Column(BigInteger))
     request_id: str = ""
     created_at: float = Field(default_factory=now)
     updated_at: float = Field(default_factory=now)
@@ -75,22 +75,22 @@ class OperationTx(ApiModel, table=True):
     signer: str  # the organisation key the action is attributed to
     sender: str  # who sends the transaction: the signer itself, or the relayer
     # Relayed (external signer): the EIP-712 signature over the action and its nonce and deadline
-    relay_nonce: int | None = None
-    relay_deadline: int | None = None
+    relay_nonce: int | None = Field(default=None, sa_column=Column(BigInteger))
+    relay_deadline: int | None = Field(default=None, sa_column=Column(BigInteger))
     relay_signature: str | None = None
     status: str = TxStatus.PENDING
-    nonce: int | None = None
-    gas: int | None = None
-    max_fee: int | None = None
-    priority_fee: int | None = None
+    nonce: int | None = Field(default=None, sa_column=Column(BigInteger))
+    gas: int | None = Field(default=None, sa_column=Column(BigInteger))
+    max_fee: int | None = Field(default=None, sa_column=Column(BigInteger))
+    priority_fee: int | None = Field(default=None, sa_column=Column(BigInteger))
     tx_hash: str | None = None  # the latest broadcast
     raw_tx: str | None = Field(default=None, sa_column=Column(Text))  # the latest signed bytes
     hashes: str = "[]"  # JSON list of every hash broadcast for this nonce (replacements)
     attempts: int = 0
     next_attempt_at: float = 0.0
     sent_at: float | None = None
-    block_number: int | None = None
-    gas_used: int | None = None
+    block_number: int | None = Field(default=None, sa_column=Column(BigInteger))
+    gas_used: int | None = Field(default=None, sa_column=Column(BigInteger))
     error: str | None = Field(default=None, sa_column=Column(Text))
 
 

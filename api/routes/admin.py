@@ -556,6 +556,7 @@ def list_users(
     org_id: int, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("users.manage"))]
 ) -> list[UserOut]:
     require_org(principal, org_id, "users.manage")
+    org_row(runtime, org_id)
     with Session(runtime.engine) as session:
         users = session.execute(select(User).where(User.org_id == org_id).order_by(User.id)).scalars()  # type: ignore[arg-type]
         return [_user_out(u) for u in users]

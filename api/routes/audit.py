@@ -67,8 +67,6 @@ def list_audit(
 
 
 @router.get("/verify", summary="Check the hash chain of the whole log (consortium admin)")
-def verify(
-    runtime: RuntimeDep, _: Annotated[Principal, Depends(Permit("organizations.onboard"))]
-) -> ChainCheck:
+def verify(runtime: RuntimeDep, _: Annotated[Principal, Depends(Permit("audit.verify"))]) -> ChainCheck:
     count, broken = audit.verify_chain(runtime.engine)
     return ChainCheck(entries=count, intact=broken is None, first_broken_id=broken)

@@ -159,6 +159,7 @@ async def revoke_manufacturer(
     timeout: Timeout = None,
 ) -> JSONResponse:
     _product(runtime, gtin)
+    org_row(runtime, org_id, "org_id")
     plan = Plan(
         kind="products.revoke",
         subject=gtin,

@@ -5,6 +5,7 @@ with one user per role in each."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -109,14 +110,15 @@ def api_settings(tmp: Path, rpc_url: str, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="package")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiNet]:
-    tmp = tmp_path_factory.mktemp("apinet")
+@contextlib.contextmanager
+def running_network(tmp: Path, database_url: str | None = None) -> Iterator[ApiNet]:
+    """Devnet + suite + API (with submitter) + indexer thread + bootstrapped admin."""
     with Devnet(port=0) as devnet:
         w3 = make_web3(devnet.rpc_url)
         admin_key = dev_accounts()[0]
         manifest = deploy_suite(w3, admin_key, manifest_dir=tmp / "deployments")
-        settings = api_settings(tmp, devnet.rpc_url)
+        overrides = {"database_url": database_url} if database_url else {}
+        settings = api_settings(tmp, devnet.rpc_url, **overrides)
         engine = api_engine(settings.database_url)
         token = ensure_admin(Runtime.create(settings, engine), admin_key)
         assert token is not None and token.token is not None
@@ -132,6 +134,12 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiNet]:
             stop.set()
             indexer_thread.join(timeout=10)
             engine.dispose()
+
+
+@pytest.fixture(scope="package")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiNet]:
+    with running_network(tmp_path_factory.mktemp("apinet")) as network:
+        yield network
 
 
 @dataclass
@@ -151,8 +159,8 @@ class Consortium:
         return {"username": self.usernames[(org, "qp")], "credential": CREDENTIAL}
 
 
-@pytest.fixture(scope="package")
-def consortium(net: ApiNet) -> Consortium:
+def onboard_consortium(net: ApiNet) -> Consortium:
+    """The six demo organisations and a user per role in each, all through the API."""
     admin = net.admin
     for spec in DEMO_ORGS:
         short = SHORT[spec.name]
@@ -179,3 +187,8 @@ def consortium(net: ApiNet) -> Consortium:
         f"/v1/products/{JOURNEY_GTIN}/manufacturers", {"org_id": result.org_ids["cmo"]}
     )
     return result
+
+
+@pytest.fixture(scope="package")
+def consortium(net: ApiNet) -> Consortium:
+    return onboard_consortium(net)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,8 +53,12 @@ def test_tokens_and_credentials_are_only_stored_hashed(net: ApiNet) -> None:
     with net.engine.connect() as conn:
         rows = conn.execute(text("SELECT token_hash FROM api_tokens")).scalars().all()
     assert hash_token(net.admin_token) in rows and net.admin_token not in rows
+    # Read the file in another process: closing a descriptor of a SQLite file in the server's own
+    # process would drop SQLite's POSIX locks on it (a documented SQLite pitfall).
     db = Path(net.settings.database_url.removeprefix("sqlite:///"))
-    assert net.admin_token.encode() not in db.read_bytes()
+    reader = "import sys; sys.stdout.buffer.write(open(sys.argv[1], 'rb').read())"
+    data = subprocess.run([sys.executable, "-c", reader, str(db)], capture_output=True, check=True).stdout
+    assert data and net.admin_token.encode() not in data
 
 
 def _append_only(engine: Engine) -> None:
@@ -106,8 +112,6 @@ def test_rule_types_follow_the_contract_errors() -> None:
 
 def test_cli_issues_a_working_token(net: ApiNet) -> None:
     import os
-    import subprocess
-    import sys
 
     env = {**os.environ, "RXLEDGER_DATABASE_URL": net.settings.database_url}
     rxledger = Path(sys.executable).parent / "rxledger"

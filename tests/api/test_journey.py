@@ -4,18 +4,38 @@ pharmacy, unpacking, dispensing. Then the chain, the read model and the audit lo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+
 from api.client import RxClient
 from node.deploy import Deployment
+from node.indexer.pgtemp import TempPostgres
 from node.ledger.constants import UnitState
 from node.ledger.identifiers import unit_key, with_check_digit
 from node.ledger.journey import SITE_GLN, sscc
-from tests.api.conftest import Consortium
+from tests.api.conftest import Consortium, onboard_consortium, running_network
 
 GTIN = with_check_digit("0950600013440")
 
 
-def test_standard_journey_through_the_api(consortium: Consortium) -> None:
+@pytest.fixture(scope="module")
+def pg_consortium(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: TempPostgres
+) -> Iterator[Consortium]:
+    """The same network with PostgreSQL behind the API and the indexer (production's database)."""
+    with running_network(
+        tmp_path_factory.mktemp("pgnet"), postgres_server.database_url("rx_api_journey")
+    ) as net:
+        yield onboard_consortium(net)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_standard_journey_through_the_api(database: str, request: pytest.FixtureRequest) -> None:
+    fixture = "consortium" if database == "sqlite" else "pg_consortium"
+    consortium: Consortium = request.getfixturevalue(fixture)
     net = consortium.net
+    assert net.engine.dialect.name == ("sqlite" if database == "sqlite" else "postgresql")
     sponsor, sponsor_qp = consortium.as_("sponsor"), consortium.as_("sponsor", "qp")
     cmo, cmo_qp = consortium.as_("cmo"), consortium.as_("cmo", "qp")
     tpl, dist, pharmacy = consortium.as_("3pl"), consortium.as_("distributor"), consortium.as_("pharmacy")

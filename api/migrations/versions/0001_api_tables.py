@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 05:59:50.219724
+Create Date: 2026-11-25 06:44:11.252294
 """
 
 from __future__ import annotations
@@ -75,22 +75,22 @@ def upgrade() -> None:
         sa.Column("items", sa.Integer(), nullable=False),
         sa.Column("signer", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("sender", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("relay_nonce", sa.Integer(), nullable=True),
-        sa.Column("relay_deadline", sa.Integer(), nullable=True),
+        sa.Column("relay_nonce", sa.BigInteger(), nullable=True),
+        sa.Column("relay_deadline", sa.BigInteger(), nullable=True),
         sa.Column("relay_signature", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("nonce", sa.Integer(), nullable=True),
-        sa.Column("gas", sa.Integer(), nullable=True),
-        sa.Column("max_fee", sa.Integer(), nullable=True),
-        sa.Column("priority_fee", sa.Integer(), nullable=True),
+        sa.Column("nonce", sa.BigInteger(), nullable=True),
+        sa.Column("gas", sa.BigInteger(), nullable=True),
+        sa.Column("max_fee", sa.BigInteger(), nullable=True),
+        sa.Column("priority_fee", sa.BigInteger(), nullable=True),
         sa.Column("tx_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("raw_tx", sa.Text(), nullable=True),
         sa.Column("hashes", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.Float(), nullable=False),
         sa.Column("sent_at", sa.Float(), nullable=True),
-        sa.Column("block_number", sa.Integer(), nullable=True),
-        sa.Column("gas_used", sa.Integer(), nullable=True),
+        sa.Column("block_number", sa.BigInteger(), nullable=True),
+        sa.Column("gas_used", sa.BigInteger(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("operation_seq", "position", name="uq_operation_txs_position"),
@@ -120,7 +120,7 @@ def upgrade() -> None:
         sa.Column("txs_done", sa.Integer(), nullable=False),
         sa.Column("result", sa.Text(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("last_block", sa.Integer(), nullable=True),
+        sa.Column("last_block", sa.BigInteger(), nullable=True),
         sa.Column("request_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
