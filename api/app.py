@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -50,12 +51,17 @@ def _outcome(status: int) -> str:
     return "rejected" if status < 500 else "error"
 
 
-def create_app(settings: Settings | None = None, *, run_submitter: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, run_submitter: bool = True, mined: threading.Event | None = None
+) -> FastAPI:
     """The API. `run_submitter` runs the outbox submitter in this process (exactly one process per
-    database should; a lease in the database keeps a second one idle)."""
+    database should; a lease in the database keeps a second one idle). `mined` is set whenever the
+    submitter sees its transaction mined: pass an indexer in the same process the same event."""
     settings = settings or get_settings()
     engine = api_engine(settings.database_url, tolerate_unreachable=True)
     runtime = Runtime.create(settings, engine)
+    if mined is not None:
+        runtime.mined = mined
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -392,4 +392,4 @@ async def wait_for(engine: Engine, op_id: str, timeout: float) -> Operation:
         if op.status in TERMINAL or time.monotonic() >= deadline:
             return op
         await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
+        delay = min(delay * 1.2, 0.02)

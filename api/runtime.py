@@ -37,6 +37,8 @@ class Runtime:
     keystore: Keystore
     registry: ErrorRegistry = field(default_factory=default_registry)
     wake: threading.Event = field(default_factory=threading.Event)  # new work for the submitter
+    # set by the submitter when a transaction is mined: an indexer in this process looks at once
+    mined: threading.Event = field(default_factory=threading.Event)
     _chain: Chain | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -48,6 +48,7 @@ class NodeDown(Exception):
 @dataclass
 class StepResult:
     busy: bool  # something happened: look again at once
+    idle_wait: float = 0.05  # otherwise, how long to wait for new work before looking again
 
 
 def describe_key_from_db(engine: Engine, key: str) -> dict[str, Any] | None:
@@ -79,13 +80,13 @@ class Submitter:
         log.info("submitter %s started", self.owner)
         while not stop.is_set():
             try:
-                busy = self.step().busy
+                result = self.step()
             except Exception:  # the database is down, or a bug: neither may kill the loop
                 log.exception("submitter step failed; retrying in 1 s")
                 stop.wait(1.0)
-                busy = False
-            if not busy:
-                self.runtime.wake.wait(0.05)
+                result = StepResult(False)
+            if not result.busy:
+                self.runtime.wake.wait(result.idle_wait)
                 self.runtime.wake.clear()
         try:
             self.release_lease()
@@ -170,7 +171,8 @@ class Submitter:
             self._set_op(op.seq, status=OperationStatus.RUNNING)
         tx = next((t for t in txs if t.status != TxStatus.MINED), None)
         if tx is None:
-            return StepResult(self._finish(op))
+            # waiting for the indexer is short (it is woken by `mined`): look again soon
+            return StepResult(self._finish(op), idle_wait=0.005)
         if tx.next_attempt_at > time.time():
             return StepResult(False)
         try:
@@ -342,6 +344,7 @@ class Submitter:
             self._fail(op, tx, revert)
             return True
         block = int(receipt["blockNumber"])
+        self.runtime.mined.set()
         self._set_tx(
             tx.id,
             status=TxStatus.MINED,

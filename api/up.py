@@ -206,14 +206,18 @@ def _run(settings: Settings, devnet: Devnet, pidfile: Path, console: Console) ->
     console.print(
         f"indexer: {caught_up.logs:,} events indexed up to block {caught_up.checkpoint or 'none new'}"
     )
-    stop_indexer = threading.Event()
+    stop_indexer, mined = threading.Event(), threading.Event()
     indexer_thread = threading.Thread(
-        target=indexer.run, args=(stop_indexer,), name="rxledger-indexer", daemon=True
+        target=indexer.run,
+        args=(stop_indexer,),
+        kwargs={"wake": mined},
+        name="rxledger-indexer",
+        daemon=True,
     )
     indexer_thread.start()
 
     config = uvicorn.Config(
-        create_app(live),
+        create_app(live, mined=mined),
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),

@@ -282,8 +282,12 @@ class Indexer:
         progress.seconds = time.perf_counter() - started
         return progress
 
-    def run(self, stop: threading.Event, poll_interval: float = 0.2) -> None:
-        """Follow the head until `stop` is set."""
+    def run(
+        self, stop: threading.Event, poll_interval: float = 0.05, wake: threading.Event | None = None
+    ) -> None:
+        """Follow the head until `stop` is set. Polls `eth_blockNumber` every `poll_interval` when
+        idle (one cheap call); `wake`, when given, cuts the wait short (a writer in the same process
+        that just saw its transaction mined)."""
         progress = Progress()
         while not stop.is_set():
             try:
@@ -296,7 +300,11 @@ class Indexer:
                 continue
             if applied == 0:
                 self.heartbeat()
-                stop.wait(poll_interval)
+                if wake is None:
+                    stop.wait(poll_interval)
+                else:
+                    wake.wait(poll_interval)
+                    wake.clear()
 
     def rebuild(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Drop the read models and replay the chain from the deploy block. Tables are dropped and

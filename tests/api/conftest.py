@@ -52,9 +52,11 @@ KIND = {
 }
 
 
-def serve(settings: Settings, *, run_submitter: bool = True) -> tuple[uvicorn.Server, threading.Thread, str]:
+def serve(
+    settings: Settings, *, run_submitter: bool = True, mined: threading.Event | None = None
+) -> tuple[uvicorn.Server, threading.Thread, str]:
     """The API under uvicorn in a thread, on a free port; returns (server, thread, base URL)."""
-    app = create_app(settings, run_submitter=run_submitter)
+    app = create_app(settings, run_submitter=run_submitter, mined=mined)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="test-api", daemon=True)
     thread.start()
@@ -123,10 +125,12 @@ def running_network(tmp: Path, database_url: str | None = None) -> Iterator[ApiN
         token = ensure_admin(Runtime.create(settings, engine), admin_key)
         assert token is not None and token.token is not None
         indexer = Indexer(engine, w3, manifest)
-        stop = threading.Event()
-        indexer_thread = threading.Thread(target=indexer.run, args=(stop,), daemon=True)
+        stop, mined = threading.Event(), threading.Event()
+        indexer_thread = threading.Thread(
+            target=indexer.run, args=(stop,), kwargs={"wake": mined}, daemon=True
+        )
         indexer_thread.start()
-        server, thread, base = serve(settings)
+        server, thread, base = serve(settings, mined=mined)
         try:
             yield ApiNet(devnet, w3, manifest, settings, engine, base, token.token, stop, tmp)
         finally:
