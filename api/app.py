@@ -19,7 +19,8 @@ from api.health import Health, collect_health
 from api.problems import BodySizeLimit, install_problem_handlers
 from api.routes import admin, batches, custody, operations
 from api.routes import audit as audit_routes
-from api.runtime import Runtime
+from api.routes.common import chain_unavailable
+from api.runtime import ChainUnavailable, Runtime
 from api.submitter import start_submitter
 from node.settings import Settings, get_settings
 
@@ -84,6 +85,12 @@ def create_app(
     app.state.engine = engine
     app.state.runtime = runtime
     install_problem_handlers(app)
+
+    async def _chain_unavailable(_: Request, exc: Exception) -> Response:
+        return chain_unavailable(exc).response()
+
+    # ChainUnavailable anywhere (the pre-check, making a key): 503 with Retry-After, nothing accepted
+    app.add_exception_handler(ChainUnavailable, _chain_unavailable)
     app.add_middleware(BodySizeLimit, max_body_size=settings.max_request_bytes)
     for module in (admin, batches, custody, operations, audit_routes):
         app.include_router(module.router)

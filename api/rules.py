@@ -83,6 +83,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _label(hex32: str) -> str:
+    """A bytes32 id as people wrote it (text ids are stored left-aligned, zero-padded)."""
+    raw = bytes.fromhex(hex32.removeprefix("0x")).rstrip(b"\0")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return hex32
+    return text if text and text.isprintable() else hex32
+
+
 def problem_from_revert(
     revert: ContractRevert,
     *,
@@ -93,8 +103,11 @@ def problem_from_revert(
     the error back to what the client sent (field path, GTIN and serial, SSCC)."""
     names = revert.arg_names if len(revert.arg_names) == len(revert.args) else ("",) * len(revert.args)
     args = {name or f"arg{i}": _plain(v) for i, (name, v) in enumerate(zip(names, revert.args, strict=True))}
+    shown = dict(args)
+    if isinstance(shown.get("shipmentId"), str):
+        shown["shipmentId"] = _label(shown["shipmentId"])
     sentence = _SENTENCES.get(revert.name)
-    detail = sentence.format(**args) if sentence else str(revert.decoded)
+    detail = sentence.format(**shown) if sentence else str(revert.decoded)
     item: Mapping[str, Any] | None = None
     for name in ("key", "subject", "heldUnit", "containerKey"):
         key = args.get(name)

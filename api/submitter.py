@@ -51,7 +51,28 @@ class StepResult:
     idle_wait: float = 0.05  # otherwise, how long to wait for new work before looking again
 
 
-def describe_key_from_db(engine: Engine, key: str) -> dict[str, Any] | None:
+def _field_in_request(request: dict[str, Any], item: KnownItem) -> str | None:
+    """Where the request named `item` (the same field path the pre-check reports)."""
+    if item.kind == "container":
+        if request.get("container") == item.sscc:
+            return "container"
+        containers = request.get("containers") or []
+        return f"containers[{containers.index(item.sscc)}]" if item.sscc in containers else None
+    for i, unit in enumerate(request.get("units") or []):
+        if isinstance(unit, dict) and unit.get("gtin") == item.gtin and unit.get("serial") == item.serial:
+            return f"units[{i}]"
+    serials = request.get("serials") or []
+    if item.serial in serials:
+        return f"serials[{serials.index(item.serial)}]"
+    held = request.get("held_unit")
+    if isinstance(held, dict) and held.get("serial") == item.serial:
+        return "held_unit"
+    return None
+
+
+def describe_key_from_db(
+    engine: Engine, key: str, request: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     with Session(engine) as session:
         item = session.get(KnownItem, key.lower())
     if item is None:
@@ -60,6 +81,9 @@ def describe_key_from_db(engine: Engine, key: str) -> dict[str, Any] | None:
     for name in ("gtin", "serial", "sscc"):
         if getattr(item, name) is not None:
             out[name] = getattr(item, name)
+    field = _field_in_request(request, item) if request else None
+    if field is not None:
+        out = {"field": field, **out}
     return out
 
 
@@ -396,7 +420,7 @@ class Submitter:
     def _fail(self, op: Operation, tx: OperationTx, revert: ContractRevert) -> None:
         problem = problem_from_revert(
             revert,
-            describe_key=lambda key: describe_key_from_db(self.engine, key),
+            describe_key=lambda key: describe_key_from_db(self.engine, key, json.loads(op.request)),
             transaction=tx.position,
             tx_hash=revert.tx_hash,
         )

@@ -22,7 +22,7 @@ from api.plan import OrgByGln, Plan, TxStep
 from api.problems import Problem
 from api.routes.common import IdempotencyKey, Timeout, Wait, org_row, submit
 from api.rules import rule_problem
-from api.runtime import Runtime
+from api.runtime import ChainUnavailable, Runtime
 from api.security import hash_credential, new_token
 from node.indexer.schema import Organization, OrgKey, table
 from node.ledger.constants import Role
@@ -108,7 +108,11 @@ class TokenOut(BaseModel):
 
 
 def _key_signer(runtime: Runtime, spec: KeySpec, org_id: int | None) -> OrgSigner:
-    """Create (custodial) or register (external) the key's API record; not yet active on chain."""
+    """Create (custodial) or register (external) the key's API record; not yet active on chain.
+    The chain must be reachable first: no key is made for a write that would be refused."""
+    runtime.chain()
+    if not runtime.chain_reachable():
+        raise ChainUnavailable("the chain node does not answer")
     if spec.mode == SignerMode.EXTERNAL:
         if spec.address is None:
             raise rule_problem(
@@ -166,26 +170,20 @@ async def onboard_organization(
     timeout: Timeout = None,
 ) -> JSONResponse:
     roles = [ROLE_BY_NAME[r] for r in dict.fromkeys(body.roles)]
-    with Session(runtime.engine) as session:
-        taken = session.execute(
-            select(table(Organization).c.id).where(table(Organization).c.gln == body.gln)
-        ).first()
-    if taken is not None:
-        raise rule_problem(409, "gln-taken", f"GLN {body.gln} is organisation {taken[0]}", field="gln")
     from api.outbox import find_idempotent, fingerprint
 
-    if (
-        find_idempotent(
-            runtime.engine,
-            principal,
-            idempotency_key,
-            fingerprint(request.method, request.url.path, body.model_dump(mode="json")),
-        )
-        is None
-    ):
-        signer = _key_signer(runtime, body.key, None)
-    else:  # a replay: the key was made the first time
+    print_ = fingerprint(request.method, request.url.path, body.model_dump(mode="json"))
+    if find_idempotent(runtime.engine, principal, idempotency_key, print_) is not None:
+        # a replay: answer with the first operation (the key was made then)
         signer = OrgSigner(address="0x" + "0" * 40, org_id=None, mode=body.key.mode)
+    else:
+        with Session(runtime.engine) as session:
+            taken = session.execute(
+                select(table(Organization).c.id).where(table(Organization).c.gln == body.gln)
+            ).first()
+        if taken is not None:
+            raise rule_problem(409, "gln-taken", f"GLN {body.gln} is organisation {taken[0]}", field="gln")
+        signer = _key_signer(runtime, body.key, None)
     org_ref = OrgByGln(body.gln)
     plan = Plan(
         kind="organizations.onboard",
