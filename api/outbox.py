@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, Insert, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +26,7 @@ from sqlmodel import Session, col
 from api.auth import Principal
 from api.models import KnownItem, Operation, OperationStatus, OperationTx, OrgSigner, SignerMode
 from api.models.outbox import TERMINAL, TxStatus
-from api.plan import Plan, encode_args, has_deferred
+from api.plan import Plan, encode_args, encode_call, has_deferred
 from api.problems import Problem
 from api.rules import PROBLEM_BASE, problem_from_revert, rule_problem
 from api.runtime import ChainUnavailable, Runtime
@@ -157,10 +157,11 @@ def _simulate(runtime: Runtime, plan: Plan, signer: str) -> None:
     for step in plan.steps:
         if has_deferred(step.args):
             continue  # depends on an earlier step of the same plan
-        fn = chain.contracts[step.contract].functions[step.function](*step.args)
+        contract = chain.contracts[step.contract]
+        data = encode_call(contract, step.function, step.args)
         try:
             with translate_reverts(runtime.registry):
-                fn.call({"from": signer})  # type: ignore[typeddict-item]
+                chain.w3.eth.call({"from": signer, "to": contract.address, "data": "0x" + data.hex()})  # type: ignore[typeddict-item]
         except ContractRevert as revert:
             raise problem_from_revert(revert, describe_key=plan.describe_key) from None
         except (ConnectionError, OSError) as exc:
@@ -204,16 +205,17 @@ def remember_items(engine: Engine, plan: Plan) -> None:
         for r in plan.refs.values()
     ]
     table = KnownItem.__table__  # type: ignore[attr-defined]
+    dialect = engine.dialect.name
+    # one single-row statement, executemany: compiling a many-row VALUES clause is the slow part
+    stmt: Insert
+    if dialect == "postgresql":
+        stmt = pg_insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(table).on_conflict_do_nothing()
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        stmt = insert(table)
     with engine.begin() as conn:
-        dialect = engine.dialect.name
-        for start in range(0, len(rows), 2000):
-            part = rows[start : start + 2000]
-            if dialect == "postgresql":
-                conn.execute(pg_insert(table).values(part).on_conflict_do_nothing())
-            elif dialect == "sqlite":
-                conn.execute(sqlite_insert(table).values(part).on_conflict_do_nothing())
-            else:  # pragma: no cover - only SQLite and Postgres are supported
-                conn.execute(insert(table), part)
+        conn.execute(stmt, rows)
 
 
 def accept(
@@ -381,15 +383,25 @@ def view(runtime: Runtime, op: Operation, txs: Sequence[OperationTx]) -> Operati
     )
 
 
+def _status(engine: Engine, op_id: str) -> str | None:
+    with engine.connect() as conn:
+        status: str | None = conn.execute(
+            select(col(Operation.status)).where(col(Operation.id) == op_id)
+        ).scalar()
+        return status
+
+
 async def wait_for(engine: Engine, op_id: str, timeout: float) -> Operation:
-    """Poll until the operation is terminal or `timeout` passes; returns its latest state."""
+    """Poll (the status column only) until the operation is terminal or `timeout` passes; returns
+    its latest state."""
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
-        loaded = await asyncio.to_thread(load, engine, op_id)
-        assert loaded is not None
-        op = loaded[0]
-        if op.status in TERMINAL or time.monotonic() >= deadline:
-            return op
+        status = await asyncio.to_thread(_status, engine, op_id)
+        if status in TERMINAL or time.monotonic() >= deadline:
+            break
         await asyncio.sleep(delay)
         delay = min(delay * 1.2, 0.02)
+    loaded = await asyncio.to_thread(load, engine, op_id)
+    assert loaded is not None
+    return loaded[0]

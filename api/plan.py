@@ -8,7 +8,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_abi.abi import encode as abi_encode
+from eth_utils.crypto import keccak
 from web3.contract import Contract
+
+from node.errors import abi_type
 
 
 @dataclass
@@ -56,6 +60,25 @@ class Plan:
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _function_types(contract: Contract, fn: str) -> tuple[bytes, list[str]]:
+    inputs = _abi_inputs(contract, fn)
+    types = [abi_type(i) for i in inputs]
+    return bytes(keccak(text=f"{fn}({','.join(types)})")[:4]), types
+
+
+_SIGNATURES: dict[tuple[str, str], tuple[bytes, list[str]]] = {}
+
+
+def encode_call(contract: Contract, fn: str, args: Sequence[Any]) -> bytes:
+    """Calldata of `fn(*args)`. eth-abi directly: web3's `encode_abi` walks every argument through
+    its formatters and costs ~130 ms for 500 keys, more than the node takes to run the call."""
+    cache_key = (str(contract.address), fn)
+    if cache_key not in _SIGNATURES:
+        _SIGNATURES[cache_key] = _function_types(contract, fn)
+    selector, types = _SIGNATURES[cache_key]
+    return selector + abi_encode(types, list(args))
 
 
 def _abi_inputs(contract: Contract, fn: str) -> list[Mapping[str, Any]]:

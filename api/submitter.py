@@ -28,7 +28,7 @@ from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from api import audit
 from api.models import KnownItem, Operation, OperationStatus, OperationTx, SubmitterLease, TxStatus
-from api.plan import decode_args, resolve_deferred
+from api.plan import decode_args, encode_call, resolve_deferred
 from api.rules import problem_from_revert
 from api.runtime import Chain, ChainUnavailable, Runtime
 from node.chain import DEFAULT_PRIORITY_FEE, MIN_MAX_FEE, revert_data_of_failed_tx
@@ -237,23 +237,13 @@ class Submitter:
 
     def _call_data(self, chain: Chain, tx: OperationTx) -> dict[str, Any]:
         contract = chain.contracts[tx.contract]
-        args = resolve_deferred(
-            decode_args(contract, tx.function, tx.args), chain.contracts["ConsortiumRegistry"]
-        )
+        args = decode_args(contract, tx.function, tx.args)
+        args = resolve_deferred(args, chain.contracts["ConsortiumRegistry"])
+        data = encode_call(contract, tx.function, args)
         if tx.relay_signature is not None:
-            action = bytes.fromhex(contract.encode_abi(tx.function, args=args)[2:])
-            data = contract.encode_abi(
-                "relay",
-                args=[
-                    action,
-                    tx.signer,
-                    tx.relay_deadline,
-                    bytes.fromhex(tx.relay_signature.removeprefix("0x")),
-                ],
-            )
-        else:
-            data = contract.encode_abi(tx.function, args=args)
-        return {"to": contract.address, "data": data, "value": 0}
+            signature = bytes.fromhex(tx.relay_signature.removeprefix("0x"))
+            data = encode_call(contract, "relay", [data, tx.signer, tx.relay_deadline, signature])
+        return {"to": contract.address, "data": "0x" + data.hex(), "value": 0}
 
     def _sign_and_send(self, chain: Chain, op: Operation, tx: OperationTx) -> bool:
         call = self._call_data(chain, tx)
