@@ -4,10 +4,12 @@ character set 82 is a 422 naming the field, before anything else happens."""
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from node.gs1.scan import IdentifierError
+from node.gs1.scan import parse as parse_identifier
 from node.ledger.identifiers import container_key, gs1_check_digit, unit_key
 
 # GS1 General Specifications, figure 7.11-1 (character set 82), for serials (AI 21) and lots (AI 10)
@@ -34,8 +36,27 @@ def _cset82(name: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _sscc_from_any_form(value: object) -> object:
+    """An SSCC field also takes the SSCC as scanned: `00...` element string, `(00)...`, a Digital
+    Link or an EPC URI; the canonical 18 digits are what the model holds."""
+    if not isinstance(value, str) or (len(value) == 18 and value.isdigit()):
+        return value
+    try:
+        identifier = parse_identifier(value)
+    except IdentifierError as exc:
+        raise ValueError(str(exc)) from None
+    if identifier.kind != "sscc":
+        raise ValueError(f"this is a {identifier.kind}, not an SSCC")
+    return identifier.sscc
+
+
 Gtin = Annotated[str, _digits_with_check(14, "GTIN-14"), Field(examples=["09506000134352"])]
-Sscc = Annotated[str, _digits_with_check(18, "SSCC"), Field(examples=["040987650007000004"])]
+Sscc = Annotated[
+    str,
+    BeforeValidator(_sscc_from_any_form),
+    _digits_with_check(18, "SSCC"),
+    Field(examples=["040987650007000004", "(00)040987650007000004"]),
+]
 Gln = Annotated[str, _digits_with_check(13, "GLN"), Field(examples=["4012345000009"])]
 Serial = Annotated[str, _cset82("serial number (AI 21)"), Field(examples=["PK7Q2X9A"])]
 Lot = Annotated[str, _cset82("lot number (AI 10)"), Field(examples=["L2026-11"])]
@@ -43,11 +64,27 @@ Bytes32Hex = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$", examples=["0x"
 
 
 class UnitRef(BaseModel):
-    """A pack: GTIN-14 and serial number (the SGTIN)."""
+    """A pack: GTIN-14 and serial number (the SGTIN), or `{"scan": ...}` with the pack's identifier in
+    any form (DataMatrix scan, element string, Digital Link, EPC URI)."""
 
     model_config = ConfigDict(extra="forbid")
     gtin: Gtin
     serial: Serial
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scan(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "scan" in data:
+            if set(data) != {"scan"}:
+                raise ValueError("give either scan, or gtin and serial")
+            try:
+                identifier = parse_identifier(str(data["scan"]))
+            except IdentifierError as exc:
+                raise ValueError(str(exc)) from None
+            if identifier.kind != "sgtin":
+                raise ValueError(f"the scan is a {identifier.kind}, not a pack (it needs AI 01 and AI 21)")
+            return {"gtin": identifier.gtin, "serial": identifier.serial}
+        return data
 
     @property
     def key(self) -> str:

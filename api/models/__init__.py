@@ -6,7 +6,7 @@ from api.models.audit import AuditEntry
 from api.models.base import ApiModel, api_metadata
 from api.models.identity import ApiToken, User, UserRole
 from api.models.outbox import Operation, OperationStatus, OperationTx, SubmitterLease, TxStatus
-from api.models.records import Document, KnownItem, SignatureRecord
+from api.models.records import Document, KnownItem, ProductMaster, SignatureRecord
 from api.models.signing import OrgSigner, SignerMode
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "OperationStatus",
     "OperationTx",
     "OrgSigner",
+    "ProductMaster",
     "SignatureRecord",
     "SignerMode",
     "SubmitterLease",

@@ -50,3 +50,15 @@ class KnownItem(ApiModel, table=True):
     serial: str | None = None
     sscc: str | None = None
     learnt_at: float = Field(default_factory=now)
+
+
+class ProductMaster(ApiModel, table=True):
+    """What the chain does not hold about a product: its GS1 company prefix length (needed to write
+    EPC URIs) and a name for people."""
+
+    __tablename__ = "api_product_master"
+    gtin: str = Field(primary_key=True)
+    company_prefix_length: int | None = None
+    name: str = ""
+    updated_by_org: int | None = None
+    updated_at: float = Field(default_factory=now)

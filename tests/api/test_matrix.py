@@ -288,6 +288,24 @@ ENDPOINTS: list[Endpoint] = [
     ),
     Endpoint("GET", "/v1/products", EVERYONE, lambda w, c, n: Call("/v1/products")),
     Endpoint(
+        "PUT",
+        "/v1/products/{gtin}/master-data",
+        SPONSOR_MAKERS,  # the matrix's product: its sponsor may
+        lambda w, c, n: Call(f"/v1/products/{GTIN}/master-data", {"company_prefix_length": 7}),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/products/{gtin}/master-data",
+        EVERYONE,
+        lambda w, c, n: Call(f"/v1/products/{GTIN}/master-data"),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/identifiers/parse",
+        EVERYONE,
+        lambda w, c, n: Call("/v1/identifiers/parse", {"input": f"(01){GTIN}(21)MX{n:05d}"}),
+    ),
+    Endpoint(
         "POST",
         "/v1/products/{gtin}/manufacturers",
         SPONSOR_MAKERS,  # the CMO again (it is already authorised)
