@@ -39,12 +39,23 @@ class DatabaseStatus(BaseModel):
     reachable: bool
 
 
+class OutboxStatus(BaseModel):
+    """The partner API's write queue: what waits, for how long, and whether a submitter works on it."""
+
+    queued: int = 0
+    running: int = 0
+    awaiting_signatures: int = 0
+    oldest_waiting_s: float | None = None  # age of the oldest queued or running operation
+    submitter_alive: bool = False  # a submitter holds an unexpired lease
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     chain: ChainStatus
     contracts: list[ContractStatus]
     indexer: IndexerStatus
     database: DatabaseStatus
+    outbox: OutboxStatus = OutboxStatus()
     problems: list[str]  # why the status is degraded, in words
 
 
@@ -106,6 +117,42 @@ def _contracts(settings: Settings, w3: Web3 | None, problems: list[str]) -> list
     return [ContractStatus(name=c.name, address=c.address, code_matches=c.code_matches) for c in checks]
 
 
+# An operation waiting longer than this degrades the status (the node or the submitter is stuck).
+OUTBOX_MAX_WAIT_S = 120.0
+
+
+def outbox_status(engine: Engine, problems: list[str]) -> OutboxStatus:
+    """Counts by status, the oldest waiting operation, and the submitter's lease."""
+    from sqlalchemy import func
+
+    from api.models import Operation, SubmitterLease
+
+    now = time.time()
+    status = OutboxStatus()
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("api_operations"):
+                return status
+            op = Operation.__table__  # type: ignore[attr-defined]
+            for name, count in conn.execute(select(op.c.status, func.count()).group_by(op.c.status)).all():
+                if name in ("queued", "running", "awaiting_signatures"):
+                    setattr(status, name, int(count))
+            oldest = conn.execute(
+                select(func.min(op.c.created_at)).where(op.c.status.in_(("queued", "running")))
+            ).scalar()
+            lease = conn.execute(select(SubmitterLease.__table__.c.expires_at)).scalar()  # type: ignore[attr-defined]
+    except (SQLAlchemyError, OSError):
+        return status
+    status.oldest_waiting_s = None if oldest is None else round(now - float(oldest), 3)
+    status.submitter_alive = lease is not None and float(lease) > now
+    waiting = status.queued + status.running
+    if waiting and not status.submitter_alive and (status.oldest_waiting_s or 0) > 5:
+        problems.append(f"outbox: {waiting} operations wait and no submitter is running")
+    elif status.oldest_waiting_s is not None and status.oldest_waiting_s > OUTBOX_MAX_WAIT_S:
+        problems.append(f"outbox: the oldest operation has waited {status.oldest_waiting_s:.0f} s")
+    return status
+
+
 def _database(engine: Engine, problems: list[str]) -> DatabaseStatus:
     try:
         ping(engine)
@@ -124,8 +171,10 @@ def collect_health(settings: Settings, engine: Engine | None = None, *, rpc_time
     try:
         database = _database(engine, problems)
         indexer = IndexerStatus()
+        outbox = OutboxStatus()
         if database.reachable:
             indexer = indexer_status(engine, chain.head_block, problems)
+            outbox = outbox_status(engine, problems)
     finally:
         if own_engine:
             engine.dispose()
@@ -135,5 +184,6 @@ def collect_health(settings: Settings, engine: Engine | None = None, *, rpc_time
         contracts=contracts,
         indexer=indexer,
         database=database,
+        outbox=outbox,
         problems=problems,
     )

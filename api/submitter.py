@@ -179,8 +179,10 @@ class Submitter:
             return session.execute(stmt).scalar()
 
     def step(self) -> StepResult:
+        if not self.acquire_lease():  # held while idle too: /health tells a live submitter by it
+            return StepResult(False, idle_wait=1.0)
         op = self._next_operation()
-        if op is None or not self.acquire_lease():
+        if op is None:
             return StepResult(False)
         assert op.seq is not None
         with Session(self.engine) as session:

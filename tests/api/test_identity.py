@@ -129,3 +129,37 @@ def test_cli_issues_a_working_token(net: ApiNet) -> None:
         [rxledger, "users", "token", "nobody"], env=env, capture_output=True, text=True, cwd=net.tmp
     )
     assert missing.returncode == 1 and "no user" in missing.stdout
+
+
+def test_health_reports_the_outbox(net: ApiNet, tmp_path: Path) -> None:
+    import time
+
+    import httpx
+    from sqlmodel import Session
+
+    from api.health import outbox_status
+    from api.models import Operation
+
+    live = httpx.get(f"{net.base_url}/health").json()["outbox"]
+    assert live["submitter_alive"] is True  # the API's own submitter holds the lease
+    engine = api_engine(f"sqlite:///{tmp_path}/outbox.db")
+    problems: list[str] = []
+    assert outbox_status(engine, problems).queued == 0 and problems == []
+    with Session(engine) as session:
+        session.add(
+            Operation(
+                id="x",
+                kind="t",
+                user_id=1,
+                signing="custodial",
+                request_fingerprint="f",
+                request="{}",
+                created_at=time.time() - 30,
+            )
+        )
+        session.commit()
+    status = outbox_status(engine, problems)
+    assert status.queued == 1 and not status.submitter_alive and status.oldest_waiting_s is not None
+    assert status.oldest_waiting_s >= 30 and problems == [
+        "outbox: 1 operations wait and no submitter is running"
+    ]
