@@ -124,7 +124,10 @@ def _render(health: Health) -> None:
     console.print(
         f"chain:    reachable={chain.reachable} chain_id={chain.chain_id} head_block={chain.head_block}\n"
         f"database: reachable={health.database.reachable}\n"
-        f"indexer:  running={health.indexer.running} checkpoint={health.indexer.checkpoint_block}"
+        f"indexer:  running={health.indexer.running} checkpoint={health.indexer.checkpoint_block}\n"
+        f"outbox:   queued={health.outbox.queued} running={health.outbox.running} "
+        f"awaiting_signatures={health.outbox.awaiting_signatures} "
+        f"submitter_alive={health.outbox.submitter_alive}"
     )
     if health.contracts:
         table = Table("contract", "address", "code matches")

@@ -43,9 +43,11 @@ def test_status_exit_codes(tmp_path: Path, devnet: Devnet, deployed: Deployment,
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "status: ok" in ok.stdout
     assert "CustodyLedger" in ok.stdout
+    assert "outbox:   queued=0 running=0" in ok.stdout
     as_json = run_cli("status", "--json", env=green, cwd=tmp_path)
     assert as_json.returncode == 0
     assert json.loads(as_json.stdout)["chain"]["head_block"] >= deployed.manifest.deploy_block
+    assert json.loads(as_json.stdout)["outbox"]["queued"] == 0
 
     down = cli_env(rpc_url=f"http://127.0.0.1:{free_port()}", manifest_dir=str(manifest_dir))
     bad = run_cli("status", env=down, cwd=tmp_path)
