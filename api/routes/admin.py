@@ -20,7 +20,7 @@ from api.models import ApiToken, OrgSigner, SignerMode, User
 from api.outbox import claim_pending_signers as outbox_claim
 from api.plan import OrgByGln, Plan, TxStep
 from api.problems import Problem
-from api.routes.common import IdempotencyKey, Timeout, Wait, org_row, submit
+from api.routes.common import WriteDep, org_row
 from api.rules import rule_problem
 from api.runtime import ChainUnavailable, Runtime
 from api.security import hash_credential, new_token
@@ -165,15 +165,13 @@ async def onboard_organization(
     body: OnboardOrganization,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("organizations.onboard"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     roles = [ROLE_BY_NAME[r] for r in dict.fromkeys(body.roles)]
     from api.outbox import find_idempotent, fingerprint
 
     print_ = fingerprint(request.method, request.url.path, body.model_dump(mode="json"))
-    if find_idempotent(runtime.engine, principal, idempotency_key, print_) is not None:
+    if find_idempotent(runtime.engine, principal, write.idempotency_key, print_) is not None:
         # a replay: answer with the first operation (the key was made then)
         signer = OrgSigner(address="0x" + "0" * 40, org_id=None, mode=body.key.mode)
     else:
@@ -204,15 +202,10 @@ async def onboard_organization(
         signer.purpose = f"pending-org:{body.gln}"
         _save_signer(runtime, signer)
 
-    return await submit(
-        request,
-        runtime,
+    return await write.submit(
         principal,
         plan,
         body,
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
         on_accepted=record_key,
     )
 
@@ -260,14 +253,11 @@ def get_organization(
 
 @router.post("/organizations/{org_id}/status", status_code=202, summary="Suspend, reactivate or offboard")
 async def change_org_status(
-    request: Request,
     org_id: int,
     body: OrgStatusChange,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("organizations.status"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     org_row(runtime, org_id)
     from eth_utils.crypto import keccak
@@ -282,9 +272,7 @@ async def change_org_status(
         subject=str(org_id),
         steps=[TxStep("ConsortiumRegistry", fn[body.status], [org_id, bytes(keccak(text=body.reason))])],
     )
-    return await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
+    return await write.submit(principal, plan, body)
 
 
 # ---------------------------------------------------------------------- keys
@@ -292,14 +280,11 @@ async def change_org_status(
 
 @router.post("/organizations/{org_id}/keys", status_code=202, summary="Add a signing key to an organisation")
 async def add_key(
-    request: Request,
     org_id: int,
     body: KeySpec,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("keys.manage"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     require_org(principal, org_id, "keys.manage")
     org_row(runtime, org_id)
@@ -316,15 +301,10 @@ async def add_key(
         ],
         result={"key": signer.address},
     )
-    return await submit(
-        request,
-        runtime,
+    return await write.submit(
         principal,
         plan,
         body,
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
         on_accepted=lambda: _save_signer(runtime, signer),
     )
 
@@ -346,29 +326,21 @@ def _org_key(runtime: Runtime, org_id: int, address: str) -> str:
 
 @router.post("/organizations/{org_id}/keys/{address}/revoke", status_code=202, summary="Revoke a signing key")
 async def revoke_key(
-    request: Request,
     org_id: int,
     address: str,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("keys.manage"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     require_org(principal, org_id, "keys.manage")
     address = _org_key(runtime, org_id, address)
     plan = Plan(
         kind="keys.revoke", subject=address, steps=[TxStep("ConsortiumRegistry", "revokeKey", [address])]
     )
-    return await submit(
-        request,
-        runtime,
+    return await write.submit(
         principal,
         plan,
         {"address": address},
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
     )
 
 
@@ -387,15 +359,12 @@ class Rotation(BaseModel):
     summary="Replace a signing key by a new one in one transaction (the old one is revoked)",
 )
 async def rotate_key(
-    request: Request,
     org_id: int,
     address: str,
     body: Rotation,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("keys.manage"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     require_org(principal, org_id, "keys.manage")
     old = _org_key(runtime, org_id, address)
@@ -408,27 +377,19 @@ async def rotate_key(
         result={"old_key": old, "key": signer.address},
         steps=[TxStep("ConsortiumRegistry", "rotateKey", [old, signer.address, body.valid_until])],
     )
-    return await submit(
-        request,
-        runtime,
+    return await write.submit(
         principal,
         plan,
         body,
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
         on_accepted=lambda: _save_signer(runtime, signer),
     )
 
 
 @router.post("/relayer", status_code=202, summary="Create the API's relayer key and register it on chain")
 async def create_relayer(
-    request: Request,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("relayer.manage"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     signer = _key_signer(runtime, KeySpec(key_admin=False), None)
     signer.purpose = "relayer"
@@ -438,15 +399,10 @@ async def create_relayer(
         steps=[TxStep("ConsortiumRegistry", "setRelayer", [signer.address, True])],
         result={"relayer": signer.address},
     )
-    return await submit(
-        request,
-        runtime,
+    return await write.submit(
         principal,
         plan,
         {"relayer": "new"},
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
         on_accepted=lambda: _save_signer(runtime, signer),
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from eth_utils.crypto import keccak
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
@@ -21,7 +21,7 @@ from api.auth import Permit, Principal, RuntimeDep, forbidden
 from api.identifiers import Bytes32Hex, Gln, Gtin, Lot
 from api.models import Document, SignatureRecord
 from api.plan import Plan, TxStep
-from api.routes.common import IdempotencyKey, Timeout, Wait, batch_row, org_row, submit
+from api.routes.common import Write, WriteDep, batch_row, org_row
 from api.rules import rule_problem
 from api.runtime import Runtime
 from api.security import verify_credential
@@ -73,22 +73,16 @@ class Authorization(BaseModel):
 
 @router.post("/products", status_code=202, summary="Register a product (sponsor)")
 async def register_product(
-    request: Request,
     body: NewProduct,
-    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("products.register"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     plan = Plan(
         kind="products.register",
         subject=body.gtin,
         steps=[TxStep("BatchRegistry", "registerProduct", [int(body.gtin)])],
     )
-    return await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
+    return await write.submit(principal, plan, body)
 
 
 @router.get("/products", summary="Products on the network")
@@ -117,14 +111,11 @@ def _product(runtime: Runtime, gtin: str) -> Any:
 
 @router.post("/products/{gtin}/manufacturers", status_code=202, summary="Authorise a CMO for a product")
 async def authorize_manufacturer(
-    request: Request,
     gtin: Gtin,
     body: Authorization,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("products.authorize"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     _product(runtime, gtin)
     org_row(runtime, body.org_id)
@@ -133,15 +124,10 @@ async def authorize_manufacturer(
         subject=gtin,
         steps=[TxStep("BatchRegistry", "authorizeManufacturer", [int(gtin), body.org_id])],
     )
-    return await submit(
-        request,
-        runtime,
+    return await write.submit(
         principal,
         plan,
         {"gtin": gtin, **body.model_dump()},
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
     )
 
 
@@ -149,14 +135,11 @@ async def authorize_manufacturer(
     "/products/{gtin}/manufacturers/{org_id}", status_code=202, summary="Withdraw a CMO's authorisation"
 )
 async def revoke_manufacturer(
-    request: Request,
     gtin: Gtin,
     org_id: int,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("products.authorize"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     _product(runtime, gtin)
     org_row(runtime, org_id, "org_id")
@@ -165,15 +148,10 @@ async def revoke_manufacturer(
         subject=gtin,
         steps=[TxStep("BatchRegistry", "revokeManufacturer", [int(gtin), org_id])],
     )
-    return await submit(
-        request,
-        runtime,
+    return await write.submit(
         principal,
         plan,
         {"gtin": gtin, "org_id": org_id},
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
     )
 
 
@@ -249,13 +227,9 @@ class BatchOut(BaseModel):
 
 @router.post("/batches", status_code=202, summary="Create a batch (CMO)")
 async def create_batch(
-    request: Request,
     body: NewBatch,
-    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("batches.create"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     bid = "0x" + derive_batch_id(body.gtin, body.lot).hex()
     plan = Plan(
@@ -270,9 +244,7 @@ async def create_batch(
             )
         ],
     )
-    return await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
+    return await write.submit(principal, plan, body)
 
 
 def _meaning_text(raw_hex: str) -> str:
@@ -436,16 +408,13 @@ async def upload_document(
 
 @router.post("/batches/{batch_id}/certificates", status_code=202, summary="Upload and anchor a certificate")
 async def anchor_certificate(
-    request: Request,
     batch_id: Bytes32Hex,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("certificates.anchor"))],
     file: Annotated[UploadFile, File(description="the certificate (PDF, XML...)")],
+    write: WriteDep,
     kind: Annotated[KindName, Form()] = "analysis",
     meaning: Annotated[str, Form(max_length=32)] = "approved",
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
 ) -> JSONResponse:
     batch_row(runtime, batch_id)
     data = await file.read()
@@ -476,9 +445,7 @@ async def anchor_certificate(
         ],
     )
     body = {"batch_id": batch_id.lower(), "kind": kind, "meaning": meaning, "document_sha256": sha}
-    return await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
+    return await write.submit(principal, plan, body)
 
 
 class VerifyOut(BaseModel):
@@ -616,16 +583,9 @@ def e_sign(
 
 
 async def decide(
-    request: Request,
-    batch_id: str,
-    action: str,
-    body: Decision,
-    runtime: Runtime,
-    principal: Principal,
-    idempotency_key: str | None,
-    wait: bool,
-    timeout: float | None,
+    batch_id: str, action: str, body: Decision, principal: Principal, write: Write
 ) -> JSONResponse:
+    runtime = write.runtime
     row = batch_row(runtime, batch_id)
     bid = batch_id.lower()
     extra: dict[str, Any] = {"gtin": row.gtin, "lot": row.lot, "reason": body.reason}
@@ -667,10 +627,8 @@ async def decide(
     )
     # the credential never reaches the outbox or the audit log
     logged = body.model_dump(mode="json", exclude={"signature": {"credential"}})
-    response = await submit(
-        request, runtime, principal, plan, logged, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
-    record.operation_id = getattr(request.state, "operation_id", None)
+    response = await write.submit(principal, plan, logged)
+    record.operation_id = getattr(write.request.state, "operation_id", None)
     with Session(runtime.engine) as session:
         from api.models import Operation
 
@@ -687,18 +645,12 @@ async def decide(
 
 def _decision_route(action: str) -> None:
     async def route(
-        request: Request,
         batch_id: Bytes32Hex,
         body: Decision,
-        runtime: RuntimeDep,
         principal: Annotated[Principal, Depends(Permit("batches.decide"))],
-        idempotency_key: IdempotencyKey = None,
-        wait: Wait = False,
-        timeout: Timeout = None,
+        write: WriteDep,
     ) -> JSONResponse:
-        return await decide(
-            request, batch_id, action, body, runtime, principal, idempotency_key, wait, timeout
-        )
+        return await decide(batch_id, action, body, principal, write)
 
     route.__name__ = f"batch_{action}"
     router.add_api_route(

@@ -4,16 +4,17 @@ and lookups in the read model that turn a wrong id into a 404 naming the field."
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Header, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlmodel import Session
 
 from api import outbox
-from api.auth import Principal
+from api.auth import Principal, get_runtime
 from api.models.outbox import OperationStatus
 from api.plan import Plan
 from api.problems import Problem
@@ -103,6 +104,51 @@ async def submit(
         )
     status = 200 if op.status == OperationStatus.SUCCEEDED else 202 if created else 200
     return JSONResponse(view.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+@dataclass(frozen=True)
+class Write:
+    """What every write route takes besides its body: the request, the runtime, and the client's
+    Idempotency-Key and `wait`/`timeout` choices (one dependency instead of five parameters)."""
+
+    request: Request
+    runtime: Runtime
+    idempotency_key: str | None
+    wait: bool
+    timeout: float | None
+
+    async def submit(
+        self,
+        principal: Principal,
+        plan: Plan,
+        body: BaseModel | dict[str, Any],
+        *,
+        on_accepted: Callable[[], None] | None = None,
+    ) -> JSONResponse:
+        return await submit(
+            self.request,
+            self.runtime,
+            principal,
+            plan,
+            body,
+            idempotency_key=self.idempotency_key,
+            wait=self.wait,
+            timeout=self.timeout,
+            on_accepted=on_accepted,
+        )
+
+
+def _write(
+    request: Request,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    idempotency_key: IdempotencyKey = None,
+    wait: Wait = False,
+    timeout: Timeout = None,
+) -> Write:
+    return Write(request, runtime, idempotency_key, wait, timeout)
+
+
+WriteDep = Annotated[Write, Depends(_write)]
 
 
 def org_row(runtime: Runtime, org_id: int, field: str = "org_id") -> Any:

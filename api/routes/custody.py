@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from eth_utils.crypto import keccak
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import or_, select
@@ -19,7 +19,7 @@ from api.auth import Permit, Principal, RuntimeDep
 from api.identifiers import Bytes32Hex, Gln, Serial, Sscc, UnitRef, sscc_key
 from api.models import KnownItem
 from api.plan import KeyRef, Plan, TxStep, chunks
-from api.routes.common import IdempotencyKey, Timeout, Wait, batch_row, org_by_gln, org_row, submit
+from api.routes.common import Write, WriteDep, batch_row, org_by_gln, org_row
 from api.rules import rule_problem
 from api.runtime import Runtime
 from node.indexer.custody import resolve
@@ -103,13 +103,10 @@ class Commission(BaseModel):
 
 @router.post("/commission", status_code=202, summary="Commission serialised packs of a batch (CMO)")
 async def commission(
-    request: Request,
     body: Commission,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("custody.commission"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     batch = batch_row(runtime, body.batch_id)
     gtin = batch.gtin
@@ -156,9 +153,7 @@ async def commission(
                 TxStep("CustodyLedger", "commission", [bid, [], list(part), ehash], items=len(part))
             )
     plan.result = {"batch_id": body.batch_id.lower(), "event_hash": "0x" + ehash.hex()}
-    return await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
+    return await write.submit(principal, plan, body)
 
 
 # ---------------------------------------------------------------------- packing
@@ -177,13 +172,10 @@ class Unpack(BaseModel):
 
 @router.post("/pack", status_code=202, summary="Pack units or containers into a container (aggregation)")
 async def pack(
-    request: Request,
     body: Pack,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("custody.pack"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     plan = Plan(kind="custody.pack", subject=body.container)
     keys = resolve_items(Items(units=body.units, containers=body.containers), plan)
@@ -195,22 +187,17 @@ async def pack(
             TxStep("CustodyLedger", "pack", [bytes.fromhex(ckey[2:]), list(part), ehash], items=len(part))
         )
     plan.items_total = len(keys)
-    return await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
+    return await write.submit(principal, plan, body)
 
 
 @router.post(
     "/unpack", status_code=202, summary="Take items out of a container (all of them when none are listed)"
 )
 async def unpack(
-    request: Request,
     body: Unpack,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("custody.pack"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     plan = Plan(kind="custody.unpack", subject=body.container)
     ckey = sscc_key(body.container)
@@ -228,9 +215,7 @@ async def unpack(
                 )
             )
         plan.items_total = len(keys)
-    return await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
+    return await write.submit(principal, plan, body)
 
 
 # ---------------------------------------------------------------------- shipping
@@ -278,13 +263,10 @@ class Ship(Items):
 
 @router.post("/shipments", status_code=202, summary="Ship items to another organisation")
 async def ship(
-    request: Request,
     body: Ship,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("custody.ship"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     dest = (
         org_by_gln(runtime, body.to_gln, "to_gln")
@@ -310,9 +292,7 @@ async def ship(
         )
     plan.items_total = len(keys)
     plan.result = {"shipment_ids": ids, "to_org": int(dest.id)}
-    return await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
+    return await write.submit(principal, plan, body)
 
 
 class Settle(BaseModel):
@@ -343,18 +323,15 @@ def _shipment(runtime: Runtime, shipment_id: str) -> tuple[bytes, Any]:
 
 
 async def _settle(
-    request: Request,
-    runtime: RuntimeDep,
     principal: Principal,
     shipment_id: str,
     body: Settle,
     *,
     kind: str,
     fn: str,
-    idempotency_key: str | None,
-    wait: bool,
-    timeout: float | None,
+    write: Write,
 ) -> JSONResponse:
+    runtime = write.runtime
     raw, _row = _shipment(runtime, shipment_id)
     plan = Plan(kind=kind, subject=shipment_id)
     if body.units or body.containers:
@@ -379,15 +356,10 @@ async def _settle(
             args = [raw, list(part), reason_hash]
         plan.steps.append(TxStep("CustodyLedger", fn, args, items=len(part)))
     plan.items_total = len(keys)
-    return await submit(
-        request,
-        runtime,
+    return await write.submit(
         principal,
         plan,
         {"shipment_id": shipment_id, **body.model_dump(mode="json")},
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
     )
 
 
@@ -397,26 +369,18 @@ async def _settle(
     summary="Receive a shipment (all pending items, or those listed)",
 )
 async def receive(
-    request: Request,
     shipment_id: str,
-    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("custody.receive"))],
+    write: WriteDep,
     body: Settle | None = None,
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
 ) -> JSONResponse:
     return await _settle(
-        request,
-        runtime,
         principal,
         shipment_id,
         body or Settle(),
         kind="custody.receive",
         fn="receiveShipment",
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
+        write=write,
     )
 
 
@@ -426,26 +390,18 @@ async def receive(
     summary="Refuse listed items; custody returns to the sender",
 )
 async def reject_items(
-    request: Request,
     shipment_id: str,
     body: Settle,
-    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("custody.receive"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     return await _settle(
-        request,
-        runtime,
         principal,
         shipment_id,
         body,
         kind="custody.reject",
         fn="rejectShipment",
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
+        write=write,
     )
 
 
@@ -453,26 +409,18 @@ async def reject_items(
     "/shipments/{shipment_id}/missing", status_code=202, summary="Report listed items as not arrived"
 )
 async def report_missing(
-    request: Request,
     shipment_id: str,
     body: Settle,
-    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("custody.receive"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     return await _settle(
-        request,
-        runtime,
         principal,
         shipment_id,
         body,
         kind="custody.missing",
         fn="reportMissing",
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
+        write=write,
     )
 
 
@@ -482,26 +430,18 @@ async def report_missing(
     summary="Sender takes back items of a shipment to an inactive addressee",
 )
 async def reclaim(
-    request: Request,
     shipment_id: str,
     body: Settle,
-    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("custody.ship"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     return await _settle(
-        request,
-        runtime,
         principal,
         shipment_id,
         body,
         kind="custody.reclaim",
         fn="reclaimShipment",
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
+        write=write,
     )
 
 
@@ -521,8 +461,6 @@ class UnitList(BaseModel):
 
 
 async def _units_action(
-    request: Request,
-    runtime: Runtime,
     principal: Principal,
     body: BaseModel,
     units: list[UnitRef],
@@ -530,94 +468,66 @@ async def _units_action(
     kind: str,
     fn: str,
     extra: Sequence[Any],
-    idempotency_key: str | None,
-    wait: bool,
-    timeout: float | None,
+    write: Write,
 ) -> JSONResponse:
     plan = Plan(kind=kind)
     keys = resolve_items(Items(units=units), plan)
-    for part in _split(runtime, keys):
+    for part in _split(write.runtime, keys):
         plan.steps.append(TxStep("CustodyLedger", fn, [list(part), *extra], items=len(part)))
     plan.items_total = len(keys)
-    return await submit(
-        request, runtime, principal, plan, body, idempotency_key=idempotency_key, wait=wait, timeout=timeout
-    )
+    return await write.submit(principal, plan, body)
 
 
 @router.post(
     "/decommission", status_code=202, summary="Decommission packs (dispensed, destroyed, exported...)"
 )
 async def decommission(
-    request: Request,
     body: Decommission,
-    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("custody.decommission"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     return await _units_action(
-        request,
-        runtime,
         principal,
         body,
         body.units,
         kind="custody.decommission",
         fn="decommission",
         extra=[int(REASONS[body.reason]), event_hash(body)],
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
+        write=write,
     )
 
 
 @router.post("/decommission/undo", status_code=202, summary="Undo a decommissioning within its window")
 async def undo_decommission(
-    request: Request,
     body: UnitList,
-    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("custody.decommission"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     return await _units_action(
-        request,
-        runtime,
         principal,
         body,
         body.units,
         kind="custody.undo",
         fn="undoDecommission",
         extra=[event_hash(body)],
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
+        write=write,
     )
 
 
 @router.post("/suspect", status_code=202, summary="Flag packs as suspect (investigation)")
 async def flag_suspect(
-    request: Request,
     body: UnitList,
-    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("suspect.flag"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     return await _units_action(
-        request,
-        runtime,
         principal,
         body,
         body.units,
         kind="suspect.flag",
         fn="flagSuspect",
         extra=[bytes(keccak(text=body.reason))],
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
+        write=write,
     )
 
 
@@ -625,26 +535,18 @@ async def flag_suspect(
     "/suspect/clear", status_code=202, summary="Clear suspect packs found legitimate (sponsor or regulator)"
 )
 async def clear_suspect(
-    request: Request,
     body: UnitList,
-    runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("suspect.clear"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     return await _units_action(
-        request,
-        runtime,
         principal,
         body,
         body.units,
         kind="suspect.clear",
         fn="clearSuspect",
         extra=[bytes(keccak(text=body.reason))],
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
+        write=write,
     )
 
 
@@ -658,14 +560,11 @@ class BatchSuspect(BaseModel):
 
 @router.post("/batches/{batch_id}/suspect", status_code=202, summary="Flag a whole batch as suspect")
 async def flag_batch_suspect(
-    request: Request,
     batch_id: Bytes32Hex,
     body: BatchSuspect,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("suspect.flag"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     batch_row(runtime, batch_id)
     plan = Plan(kind="suspect.flag_batch", subject=batch_id.lower())
@@ -683,15 +582,10 @@ async def flag_batch_suspect(
             [bytes.fromhex(batch_id[2:]), bytes(keccak(text=body.reason)), held],
         )
     )
-    return await submit(
-        request,
-        runtime,
+    return await write.submit(
         principal,
         plan,
         {"batch_id": batch_id.lower(), **body.model_dump(mode="json")},
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
     )
 
 
@@ -701,14 +595,11 @@ async def flag_batch_suspect(
     summary="Clear a suspect batch (sponsor or regulator)",
 )
 async def clear_batch_suspect(
-    request: Request,
     batch_id: Bytes32Hex,
     body: BatchSuspect,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("suspect.clear"))],
-    idempotency_key: IdempotencyKey = None,
-    wait: Wait = False,
-    timeout: Timeout = None,
+    write: WriteDep,
 ) -> JSONResponse:
     batch_row(runtime, batch_id)
     plan = Plan(
@@ -722,15 +613,10 @@ async def clear_batch_suspect(
             )
         ],
     )
-    return await submit(
-        request,
-        runtime,
+    return await write.submit(
         principal,
         plan,
         {"batch_id": batch_id.lower(), **body.model_dump(mode="json")},
-        idempotency_key=idempotency_key,
-        wait=wait,
-        timeout=timeout,
     )
 
 
