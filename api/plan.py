@@ -13,6 +13,7 @@ from eth_utils.crypto import keccak
 from web3.contract import Contract
 
 from node.errors import abi_type
+from node.ledger.relay import abi_function
 
 
 @dataclass
@@ -82,10 +83,7 @@ def encode_call(contract: Contract, fn: str, args: Sequence[Any]) -> bytes:
 
 
 def _abi_inputs(contract: Contract, fn: str) -> list[Mapping[str, Any]]:
-    for entry in contract.abi:
-        if entry.get("type") == "function" and entry.get("name") == fn:
-            return list(entry["inputs"])  # type: ignore[typeddict-item]
-    raise KeyError(fn)
+    return list(abi_function(contract, fn)["inputs"])
 
 
 def _to_json(value: Any) -> Any:

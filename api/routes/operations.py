@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from api import outbox
 from api.auth import Permit, Principal, RuntimeDep
@@ -47,13 +47,13 @@ def list_operations(
     if status:
         stmt = stmt.where(Operation.status == status)  # type: ignore[arg-type]
     with Session(runtime.engine) as session:
-        ids = [op.id for op in session.execute(stmt).scalars()]
-    views = []
-    for op_id in ids:
-        loaded = outbox.load(runtime.engine, op_id)
-        if loaded:
-            views.append(outbox.view(runtime, *loaded))
-    return views
+        ops = list(session.execute(stmt).scalars())
+        txs: dict[int, list[OperationTx]] = {op.seq: [] for op in ops if op.seq is not None}
+        if txs:  # every listed operation's transactions in one query
+            query = select(OperationTx).where(col(OperationTx.operation_seq).in_(list(txs)))
+            for tx in session.execute(query.order_by(col(OperationTx.position))).scalars():
+                txs[tx.operation_seq].append(tx)
+    return [outbox.view(runtime, op, txs.get(op.seq or 0, [])) for op in ops]
 
 
 @router.get("/{operation_id}", summary="An operation's status and progress")

@@ -21,7 +21,8 @@ from web3.contract import Contract
 DOMAIN_VERSION = "1"
 
 
-def _abi_function(contract: Contract, fn_name: str) -> Mapping[str, Any]:
+def abi_function(contract: Contract, fn_name: str) -> Mapping[str, Any]:
+    """The ABI entry of a function of `contract` (KeyError when it has none of that name)."""
     for entry in contract.abi:
         if entry.get("type") == "function" and entry.get("name") == fn_name:
             return entry
@@ -33,7 +34,7 @@ def action_type_name(fn_name: str) -> str:
 
 
 def action_fields(contract: Contract, fn_name: str) -> list[dict[str, str]]:
-    inputs = _abi_function(contract, fn_name)["inputs"]
+    inputs = abi_function(contract, fn_name)["inputs"]
     fields = [{"name": i["name"], "type": i["type"]} for i in inputs]
     return [*fields, {"name": "nonce", "type": "uint256"}, {"name": "deadline", "type": "uint256"}]
 
