@@ -175,8 +175,8 @@ def test_wrong_signature_credential_changes_nothing(consortium: Consortium, stoc
     assert consortium.as_("sponsor").get(f"/v1/batches/{stock.released}")["status"] == "released"
 
 
-def test_failed_write_with_wait_returns_the_problem_and_the_operation(consortium: Consortium) -> None:
-    # A rule only the contract knows at send time would show here too; a pre-checked one shows at once.
+def test_registering_a_registered_product_is_refused_before_sending(consortium: Consortium) -> None:
+    # (a rule broken only at send time answers a waiting client the same way: tests/api/test_outbox.py)
     with pytest.raises(ApiProblem) as caught:
         consortium.as_("sponsor").post("/v1/products", {"gtin": JOURNEY_GTIN})
     assert caught.value.status == 409 and caught.value.type == P + "product-exists"
