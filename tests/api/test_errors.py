@@ -176,7 +176,7 @@ def test_wrong_signature_credential_changes_nothing(consortium: Consortium, stoc
 
 
 def test_registering_a_registered_product_is_refused_before_sending(consortium: Consortium) -> None:
-    # (a rule broken only at send time answers a waiting client the same way: tests/api/test_outbox.py)
+    # (a rule broken only at send time answers a waiting client the same way: see tests/api/test_outbox.py)
     with pytest.raises(ApiProblem) as caught:
         consortium.as_("sponsor").post("/v1/products", {"gtin": JOURNEY_GTIN})
     assert caught.value.status == 409 and caught.value.type == P + "product-exists"

@@ -26,7 +26,7 @@ from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
 from api.bootstrap import ensure_admin
-from api.client import RxClient
+from api.client import ApiProblem, RxClient
 from api.database import api_engine
 from api.models import Operation, OperationTx, SubmitterLease
 from api.runtime import Runtime
@@ -603,3 +603,36 @@ def test_onboarding_with_the_node_down_is_503(iso: Iso) -> None:
         assert response.json()["type"] == P + "chain-unavailable" and "Retry-After" in response.headers
     finally:
         stop_server(server, thread)
+
+
+def test_a_waiting_client_gets_the_send_time_problem_with_its_operation(iso: Iso, stock: Stock) -> None:
+    """`?wait=true` on a write the contract refuses only when sent: the answer is the problem (409,
+    naming the item) with the failed operation attached, not a 200 with a failed status inside."""
+    assert not iso.queued()
+    case = stock.cases[2]  # still the CMO's (the test above leaves it untouched)
+    first = {"to_gln": stock.glns["3pl"], "containers": [case], "shipment_id": unique("W")}
+    stock.cmo.post("/v1/shipments", first, wait=False)
+    answer: dict[str, Any] = {}
+
+    def waiting_client() -> None:
+        client = RxClient(str(stock.cmo.http.base_url), stock.cmo.token)
+        again = {"to_gln": stock.glns["3pl"], "containers": [case], "shipment_id": unique("X")}
+        try:
+            answer["ok"] = client.post("/v1/shipments", again)  # waits (bounded) for the outcome
+        except ApiProblem as problem:
+            answer["problem"] = problem
+
+    thread = threading.Thread(target=waiting_client)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while len(iso.queued()) < 2:  # accepted, and now waiting for the submitter
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.02)
+    drain(iso)
+    thread.join(timeout=30)
+    assert "ok" not in answer, answer
+    problem = answer["problem"]
+    assert problem.status == 409 and problem.type in (P + "in-transit", P + "not-holder")
+    assert problem.body["item"]["sscc"] == case and problem.body["field"] == "containers[0]"
+    operation = problem.body["operation"]
+    assert operation["status"] == "failed" and operation["error"]["type"] == problem.type
