@@ -77,6 +77,8 @@ contract CustodyLedger is RelayedActions {
         keccak256("Decommission(bytes32[] keys,uint8 reason,bytes32 eventHash,uint256 nonce,uint256 deadline)");
     bytes32 private constant UNDO_DECOMMISSION_TYPEHASH =
         keccak256("UndoDecommission(bytes32[] keys,bytes32 eventHash,uint256 nonce,uint256 deadline)");
+    bytes32 private constant ANCHOR_EVENTS_TYPEHASH =
+        keccak256("AnchorEvents(bytes32[] eventHashes,uint256 nonce,uint256 deadline)");
     bytes32 private constant FLAG_SUSPECT_TYPEHASH =
         keccak256("FlagSuspect(bytes32[] keys,bytes32 reasonHash,uint256 nonce,uint256 deadline)");
     bytes32 private constant CLEAR_SUSPECT_TYPEHASH =
@@ -296,6 +298,9 @@ contract CustodyLedger is RelayedActions {
     );
     /// @notice Decommissions were undone by the organisation that made them.
     event DecommissionsUndone(uint32 indexed org, address signer, bytes32 eventHash, bytes32[] keys);
+    /// @notice EPCIS events that change no custody (inspections, sensor readings, business
+    /// transactions) were anchored by their digests.
+    event EventsAnchored(uint32 indexed org, address signer, bytes32[] eventHashes);
     /// @notice Units' suspect status changed.
     event UnitsSuspectStatusChanged(
         uint8 indexed status, uint32 indexed org, address signer, bytes32 reasonHash, bytes32[] keys
@@ -646,6 +651,18 @@ contract CustodyLedger is RelayedActions {
         emit DecommissionsUndone(org, signer, eventHash, keys);
     }
 
+    // -------------------------------------------------------- anchoring
+
+    /// @notice Anchors the digests of EPCIS events that change no custody (an inspection, a sensor
+    /// reading, a business transaction), so their existence at this block can be proven later.
+    /// Custody events carry their digest in the action that applies them instead.
+    /// @param eventHashes Digests of the events (CBV 2.0 Event Hash IDs).
+    function anchorEvents(bytes32[] calldata eventHashes) external {
+        if (eventHashes.length == 0) revert EmptyList();
+        (address signer, uint32 org) = _caller();
+        emit EventsAnchored(org, signer, eventHashes);
+    }
+
     // -------------------------------------------------------- suspect product
 
     /// @notice Flags loose units as suspect: by their holder, their batch's sponsor or a regulator.
@@ -812,6 +829,7 @@ contract CustodyLedger is RelayedActions {
         }
         if (selector == this.decommission.selector) return (DECOMMISSION_TYPEHASH, 3, PARAM_WORD_ARRAY);
         if (selector == this.undoDecommission.selector) return (UNDO_DECOMMISSION_TYPEHASH, 2, PARAM_WORD_ARRAY);
+        if (selector == this.anchorEvents.selector) return (ANCHOR_EVENTS_TYPEHASH, 1, PARAM_WORD_ARRAY);
         if (selector == this.flagSuspect.selector) return (FLAG_SUSPECT_TYPEHASH, 2, PARAM_WORD_ARRAY);
         if (selector == this.clearSuspect.selector) return (CLEAR_SUSPECT_TYPEHASH, 2, PARAM_WORD_ARRAY);
         if (selector == this.confirmIllegitimate.selector) {

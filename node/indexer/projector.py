@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from node.indexer.events import DecodedLog
 from node.indexer.schema import (
+    AnchoredEvent,
     Batch,
     BatchStatusChange,
     Certificate,
@@ -80,6 +81,7 @@ class Projector:
             "ShipmentClosed": self._shipment_closed,
             "UnitsDecommissioned": self._units_decommissioned,
             "DecommissionsUndone": self._decommissions_undone,
+            "EventsAnchored": self._events_anchored,
             "UnitsSuspectStatusChanged": self._units_suspect,
             "BatchSuspectStatusChanged": self._batch_suspect,
         }
@@ -484,6 +486,25 @@ class Projector:
         keys = [hx(k) for k in log.args["keys"]]
         self.store.update_keys(Unit, "key", keys, {"state": UnitState.ACTIVE, "decommissioned_at": None})
         self._custody_event(log, ts, "decommission_undone", keys)
+
+    def _events_anchored(self, log: DecodedLog, ts: int) -> None:
+        a = log.args
+        self.store.append(
+            AnchoredEvent,
+            [
+                {
+                    "block_number": log.block_number,
+                    "log_index": log.log_index,
+                    "position": i,
+                    "tx_hash": log.tx_hash,
+                    "timestamp": ts,
+                    "org_id": a["org"],
+                    "signer": a["signer"].lower(),
+                    "event_hash": hx(digest),
+                }
+                for i, digest in enumerate(a["eventHashes"])
+            ],
+        )
 
     def _units_suspect(self, log: DecodedLog, ts: int) -> None:
         a = log.args

@@ -219,6 +219,20 @@ class CustodyEventItem(SQLModel, table=True):
     item_key: str
 
 
+class AnchoredEvent(SQLModel, table=True):
+    """An EPCIS event that changed no custody, anchored by its digest (`anchorEvents`)."""
+
+    __tablename__ = "anchored_events"
+    block_number: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    log_index: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    position: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    tx_hash: str
+    timestamp: int = Field(sa_column=Column(BigInteger, nullable=False))
+    org_id: int = Field(index=True)
+    signer: str
+    event_hash: str = Field(index=True)
+
+
 STATE_TABLES = (
     Organization,
     OrgKey,
@@ -234,6 +248,7 @@ STATE_TABLES = (
     ShipmentItem,
     CustodyEvent,
     CustodyEventItem,
+    AnchoredEvent,
 )
 
 

@@ -161,6 +161,14 @@ def measure(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
             "undoDecommission:1",
             tpl.client.transact("CustodyLedger", "undoDecommission", [k[0]], b"\x41" * 32),
         )
+        gas(
+            "anchorEvents:1",
+            tpl.client.transact("CustodyLedger", "anchorEvents", [b"\x42" * 32]),
+        )
+        gas(
+            "anchorEvents:100",
+            tpl.client.transact("CustodyLedger", "anchorEvents", [bytes([i]) * 32 for i in range(100)]),
+        )
         signed = tpl.client.sign(
             "CustodyLedger", "decommission", [k[0]], UnitState.DISPENSED, b"\x40" * 32, deadline=2**40
         )

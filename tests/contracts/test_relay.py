@@ -63,6 +63,7 @@ EXPECTED_RELAYABLE = {
         "reclaimShipment",
         "decommission",
         "undoDecommission",
+        "anchorEvents",
         "flagSuspect",
         "clearSuspect",
         "confirmIllegitimate",
@@ -499,6 +500,10 @@ def test_every_custody_action_relayed(world: World, relayer: LedgerClient) -> No
     assert unit(world, in_case[0]).state == UnitState.DISPENSED
     act(pharmacy, "undoDecommission", [in_case[0]], ZERO32)
     assert unit(world, in_case[0]).state == UnitState.ACTIVE
+    r = act(pharmacy, "anchorEvents", [h("inspection"), h("temperature")])
+    anchored = one_event(world, r, "EventsAnchored")
+    assert (anchored["org"], anchored["signer"]) == (pharmacy.id, pharmacy.key.address)
+    assert list(anchored["eventHashes"]) == [h("inspection"), h("temperature")]
 
     act(pharmacy, "flagSuspect", [in_case[1]], ZERO32)
     act(world.sponsor, "clearSuspect", [in_case[1]], ZERO32)
