@@ -68,6 +68,9 @@ PERMISSIONS: dict[str, Rule] = {
     "custody.decommission": Rule.of({OP}, CUSTODIANS),
     "suspect.flag": Rule.of({OP, QP}, ANY_ORG),
     "suspect.clear": Rule.of({QP}, {SPONSOR, REGULATOR}),
+    # EPCIS: capture maps each event to a custody action, which then needs its own permission
+    "epcis.capture": Rule.of({OP}, ANY_ORG),
+    "epcis.read": Rule.of(set(ALL_ROLES), ANY_ORG),  # visibility: own events and items held
     # reading
     "read": READ,
     "read.own": Rule.of(set(ALL_ROLES), ANY_ORG),  # inventory, inbound: needs an organisation

@@ -22,8 +22,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
+from web3.types import RPCEndpoint
 
 from api.auth import Principal
+from api.epcis.store import persist as persist_events
 from api.models import KnownItem, Operation, OperationStatus, OperationTx, OrgSigner, SignerMode
 from api.models.outbox import TERMINAL, TxStatus
 from api.plan import Plan, encode_args, encode_call, has_deferred
@@ -168,7 +170,58 @@ def _simulate(runtime: Runtime, plan: Plan, signer: str) -> None:
             raise ChainUnavailable(str(exc)) from exc
 
 
-def _has_in_flight(session: Session, scope: int) -> bool:
+class StepRevert(Exception):
+    """A step of a sequential plan would revert: which one, and the decoded error."""
+
+    def __init__(self, index: int, revert: ContractRevert) -> None:
+        super().__init__(f"step {index}: {revert}")
+        self.index = index
+        self.revert = revert
+
+
+def simulate_sequence(runtime: Runtime, plan: Plan, signer: str) -> None:
+    """Simulate the plan's steps in order, each seeing the state the earlier ones leave
+    (`eth_simulateV1`, on Anvil and Besu); raise StepRevert for the first that would revert."""
+    chain = runtime.chain()
+    calls = []
+    for step in plan.steps:
+        contract = chain.contracts[step.contract]
+        data = encode_call(contract, step.function, step.args)
+        calls.append({"from": signer, "to": contract.address, "data": "0x" + data.hex()})
+    response: dict[str, Any] = {}
+    for _attempt in range(3):  # a block mined between reading the head and simulating: read it again
+        try:
+            head = chain.w3.eth.get_block("latest")
+            # the next block's time: a simulated block otherwise starts at time 0 on Anvil, before
+            # every key's validity window (block numbers do not matter to the contracts)
+            block = {"time": hex(max(int(head["timestamp"]) + 1, int(time.time())))}
+            response = dict(
+                chain.w3.provider.make_request(
+                    RPCEndpoint("eth_simulateV1"),
+                    [{"blockStateCalls": [{"blockOverrides": block, "calls": calls}]}, "latest"],
+                )
+            )
+        except (ConnectionError, OSError) as exc:
+            raise ChainUnavailable(str(exc)) from exc
+        if "error" not in response:
+            break
+    if "error" in response:
+        raise ChainUnavailable(f"eth_simulateV1: {response['error']}")
+    results = response["result"][0]["calls"]
+    for index, result in enumerate(results):
+        if int(result["status"], 16) == 0:
+            data = bytes.fromhex(result.get("returnData", "0x")[2:])
+            raise StepRevert(index, ContractRevert.from_data(data, runtime.registry))
+
+
+def _simulate_sequence(runtime: Runtime, plan: Plan, signer: str) -> None:
+    try:
+        simulate_sequence(runtime, plan, signer)
+    except StepRevert as failed:
+        raise problem_from_revert(failed.revert, describe_key=plan.describe_key) from None
+
+
+def has_in_flight(session: Session, scope: int) -> bool:
     stmt = select(col(Operation.seq)).where(
         col(Operation.org_scope) == scope, col(Operation.status).in_(IN_FLIGHT)
     )
@@ -256,10 +309,13 @@ def accept(
         relayer = relayer_for(session) if external else None
         if external and relayer is None:
             raise rule_problem(409, "no-relayer", "this API has no relayer key to send signed actions")
-        if simulate and not _has_in_flight(session, scope):
+        if simulate and not plan.prechecked and not has_in_flight(session, scope):
             # With earlier operations still in flight the state they will create is not on chain
             # yet; then the contract alone judges, when the submitter sends.
-            _simulate(runtime, plan, signer.address)
+            if plan.sequential:
+                _simulate_sequence(runtime, plan, signer.address)
+            else:
+                _simulate(runtime, plan, signer.address)
         op = Operation(
             id=uuid.uuid4().hex,
             kind=plan.kind,
@@ -307,6 +363,11 @@ def accept(
                 tx.relay_deadline = deadline
                 nonces[step.contract] += 1
             session.add(tx)
+        if plan.events:
+            assert principal.org_id is not None
+            persist_events(
+                session, plan.events, org_id=principal.org_id, operation_id=op.id, capture_id=plan.capture_id
+            )
         session.commit()
         session.refresh(op)
     remember_items(runtime.engine, plan)

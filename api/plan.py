@@ -22,6 +22,21 @@ class TxStep:
     function: str
     args: list[Any]  # values as web3 takes them (bytes for bytesN)
     items: int = 0
+    event: int | None = None  # the EPCIS event (index in Plan.events) this transaction applies
+
+
+@dataclass
+class EventRecord:
+    """An EPCIS event the plan anchors: its JSON, CBV 2.0 Event Hash ID and digest, how it is
+    anchored (`custody`: by the action applying it; `hash`: by `anchorEvents`), and the on-chain keys
+    of the identifiers it names as (key, role, GTIN)."""
+
+    event: dict[str, Any]
+    hash_id: str
+    digest: bytes
+    anchoring: str
+    keys: list[tuple[str, str, str | None]]
+    position: int = 0  # index in a captured document's eventList
 
 
 @dataclass
@@ -52,6 +67,10 @@ class Plan:
     items_total: int = 0
     refs: dict[str, KeyRef] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)  # known at acceptance (ids the client needs)
+    events: list[EventRecord] = field(default_factory=list)
+    capture_id: str | None = None
+    sequential: bool = False  # steps depend on earlier ones: simulate them as one sequence
+    prechecked: bool = False  # simulated already by the route
 
     def describe_key(self, key: str) -> dict[str, Any] | None:
         ref = self.refs.get(key.lower())

@@ -4,6 +4,7 @@ rebuild drops and replays the read models and never touches these."""
 
 from api.models.audit import AuditEntry
 from api.models.base import ApiModel, api_metadata
+from api.models.epcis import CaptureJob, EpcisEvent, EpcisEventEpc
 from api.models.identity import ApiToken, User, UserRole
 from api.models.outbox import Operation, OperationStatus, OperationTx, SubmitterLease, TxStatus
 from api.models.records import Document, KnownItem, ProductMaster, SignatureRecord
@@ -13,7 +14,10 @@ __all__ = [
     "ApiModel",
     "ApiToken",
     "AuditEntry",
+    "CaptureJob",
     "Document",
+    "EpcisEvent",
+    "EpcisEventEpc",
     "KnownItem",
     "Operation",
     "OperationStatus",

@@ -3,7 +3,6 @@ an organisation holds and has coming in."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -16,12 +15,14 @@ from sqlalchemy import or_, select
 from sqlmodel import Session
 
 from api.auth import Permit, Principal, RuntimeDep
+from api.epcis.plain import EventWriter, expiry_date, org_gln
 from api.identifiers import Bytes32Hex, Gln, Serial, Sscc, UnitRef, sscc_key
 from api.models import KnownItem
 from api.plan import KeyRef, Plan, TxStep, chunks
 from api.routes.common import Write, WriteDep, batch_row, org_by_gln, org_row
 from api.rules import rule_problem
 from api.runtime import Runtime
+from node.epcis import events as ev
 from node.indexer.custody import resolve
 from node.indexer.schema import Container, Shipment, ShipmentItem, Unit, table
 from node.ledger.constants import ContainerState, UnitState
@@ -42,12 +43,6 @@ class Items(BaseModel):
     model_config = ConfigDict(extra="forbid")
     units: list[UnitRef] = Field(default_factory=list, max_length=100_000)
     containers: list[Sscc] = Field(default_factory=list, max_length=100_000)
-
-
-def event_hash(body: BaseModel | dict[str, Any]) -> bytes:
-    """The digest anchored with a plain-JSON event: keccak of the request's canonical JSON."""
-    data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
-    return bytes(keccak(text=json.dumps(data, sort_keys=True, separators=(",", ":"))))
 
 
 def resolve_items(items: Items, plan: Plan, *, prefix: str = "") -> list[bytes]:
@@ -81,6 +76,21 @@ def resolve_items(items: Items, plan: Plan, *, prefix: str = "") -> list[bytes]:
             422, "empty-list", "list at least one unit or container", field=prefix.rstrip(".") or "units"
         )
     return keys
+
+
+def _hex(keys: Sequence[bytes]) -> list[str]:
+    return ["0x" + k.hex() for k in keys]
+
+
+def decommission_event(reason: str) -> dict[str, Any]:
+    """The ObjectEvent fields of a decommissioning for `reason` (CBV words plus our exact reason)."""
+    action, biz_step, disposition = ev.DECOMMISSION_VOCABULARY[reason]
+    return {
+        "action": action,
+        "biz_step": biz_step,
+        "disposition": disposition,
+        "extensions": {"rxl:decommissionReason": reason},
+    }
 
 
 def _split(runtime: Runtime, keys: Sequence[bytes]) -> list[Sequence[bytes]]:
@@ -131,7 +141,11 @@ async def commission(
         plan.refs[key] = KeyRef(key, "container", f"containers[{i}]", sscc=sscc)
         cases.append(bytes.fromhex(key[2:]))
     bid = bytes.fromhex(body.batch_id[2:])
-    ehash = event_hash(body)
+    writer = EventWriter(runtime, plan, principal.org_id)
+    ilmd = ev.commissioning_ilmd(batch.lot, expiry_date(batch.expiry))
+    ehash = writer.objects(
+        _hex(keys), action="ADD", biz_step="commissioning", disposition="active", ilmd=ilmd
+    ).digest
     per_tx = runtime.settings.items_per_tx
     if cases:
         if len(keys) % len(cases):
@@ -142,6 +156,9 @@ async def commission(
                 field="containers",
             )
         per_case = len(keys) // len(cases)
+        for n, case in enumerate(_hex(cases)):
+            units = _hex(keys[n * per_case : (n + 1) * per_case])
+            writer.aggregation(case, units, action="ADD", biz_step="packing", anchoring="hash")
         cases_per_tx = max(1, per_tx // per_case)
         for start in range(0, len(cases), cases_per_tx):
             group = cases[start : start + cases_per_tx]
@@ -152,6 +169,7 @@ async def commission(
             plan.steps.append(
                 TxStep("CustodyLedger", "commission", [bid, [], list(part), ehash], items=len(part))
             )
+    writer.anchor_rest()
     plan.result = {"batch_id": body.batch_id.lower(), "event_hash": "0x" + ehash.hex()}
     return await write.submit(principal, plan, body)
 
@@ -181,7 +199,8 @@ async def pack(
     keys = resolve_items(Items(units=body.units, containers=body.containers), plan)
     ckey = sscc_key(body.container)
     plan.refs[ckey] = KeyRef(ckey, "container", "container", sscc=body.container)
-    ehash = event_hash(body)
+    writer = EventWriter(runtime, plan, principal.org_id)
+    ehash = writer.aggregation(ckey, _hex(keys), action="ADD", biz_step="packing").digest
     for part in _split(runtime, keys):
         plan.steps.append(
             TxStep("CustodyLedger", "pack", [bytes.fromhex(ckey[2:]), list(part), ehash], items=len(part))
@@ -202,12 +221,14 @@ async def unpack(
     plan = Plan(kind="custody.unpack", subject=body.container)
     ckey = sscc_key(body.container)
     plan.refs[ckey] = KeyRef(ckey, "container", "container", sscc=body.container)
-    ehash = event_hash(body)
+    writer = EventWriter(runtime, plan, principal.org_id)
     if not body.units and not body.containers:
+        ehash = writer.aggregation(ckey, [], action="DELETE", biz_step="unpacking").digest
         plan.steps.append(TxStep("CustodyLedger", "unpackAll", [[bytes.fromhex(ckey[2:])], ehash], items=1))
         plan.items_total = 1
     else:
         keys = resolve_items(Items(units=body.units, containers=body.containers), plan)
+        ehash = writer.aggregation(ckey, _hex(keys), action="DELETE", biz_step="unpacking").digest
         for part in _split(runtime, keys):
             plan.steps.append(
                 TxStep(
@@ -278,7 +299,16 @@ async def ship(
     plan = Plan(kind="custody.ship", subject=sid)
     keys = resolve_items(Items(units=body.units, containers=body.containers), plan)
     ref_hash = bytes(keccak(text=body.reference)) if body.reference else bytes(32)
-    ehash = event_hash(body)
+    writer = EventWriter(runtime, plan, principal.org_id)
+    ehash = writer.objects(
+        _hex(keys),
+        action="OBSERVE",
+        biz_step="shipping",
+        disposition="in_transit",
+        biz_transactions=writer.shipment_refs(writer.gln, sid, body.reference),
+        sources=[("owning_party", ev.party_dl(writer.gln or ""))],
+        destinations=[("owning_party", ev.party_dl(dest.gln))],
+    ).digest
     parts = _split(runtime, keys)
     ids: list[str] = []
     for n, part in enumerate(parts):
@@ -332,7 +362,7 @@ async def _settle(
     write: Write,
 ) -> JSONResponse:
     runtime = write.runtime
-    raw, _row = _shipment(runtime, shipment_id)
+    raw, row = _shipment(runtime, shipment_id)
     plan = Plan(kind=kind, subject=shipment_id)
     if body.units or body.containers:
         keys = resolve_items(Items(units=body.units, containers=body.containers), plan)
@@ -344,7 +374,21 @@ async def _settle(
             raise rule_problem(
                 409, "nothing-pending", "the shipment has no pending items", field="shipment_id"
             )
-    ehash = event_hash(body)
+    ehash = bytes(32)
+    if fn in ("receiveShipment", "rejectShipment"):  # the two settlements that carry an EPCIS event
+        writer = EventWriter(runtime, plan, principal.org_id)
+        item_keys = _hex(keys)
+        writer.learn(item_keys)
+        sender = org_gln(runtime, row.from_org)
+        ehash = writer.objects(
+            item_keys,
+            action="OBSERVE",
+            biz_step="receiving",
+            disposition="in_progress" if fn == "receiveShipment" else "non_conformant",
+            biz_transactions=writer.shipment_refs(sender, shipment_label(raw)),
+            sources=[("owning_party", ev.party_dl(sender or ""))],
+            destinations=[("owning_party", ev.party_dl(writer.gln or ""))],
+        ).digest
     reason_hash = bytes(keccak(text=body.reason)) if body.reason else bytes(32)
     for part in _split(runtime, keys):
         args: list[Any]
@@ -468,12 +512,19 @@ async def _units_action(
     kind: str,
     fn: str,
     extra: Sequence[Any],
+    event: dict[str, Any] | None = None,
     write: Write,
 ) -> JSONResponse:
+    """One transaction per chunk of units: fn(keys, *extra), plus the EPCIS event's digest when the
+    action anchors one (`event` holds the ObjectEvent's action, bizStep and other fields)."""
     plan = Plan(kind=kind)
     keys = resolve_items(Items(units=units), plan)
+    tail: list[Any] = []
+    if event is not None:
+        writer = EventWriter(write.runtime, plan, principal.org_id)
+        tail = [writer.objects(_hex(keys), **event).digest]
     for part in _split(write.runtime, keys):
-        plan.steps.append(TxStep("CustodyLedger", fn, [list(part), *extra], items=len(part)))
+        plan.steps.append(TxStep("CustodyLedger", fn, [list(part), *extra, *tail], items=len(part)))
     plan.items_total = len(keys)
     return await write.submit(principal, plan, body)
 
@@ -492,7 +543,8 @@ async def decommission(
         body.units,
         kind="custody.decommission",
         fn="decommission",
-        extra=[int(REASONS[body.reason]), event_hash(body)],
+        extra=[int(REASONS[body.reason])],
+        event=decommission_event(body.reason),
         write=write,
     )
 
@@ -509,7 +561,8 @@ async def undo_decommission(
         body.units,
         kind="custody.undo",
         fn="undoDecommission",
-        extra=[event_hash(body)],
+        extra=[],
+        event={"action": "OBSERVE", "biz_step": ev.REACTIVATING, "disposition": "active"},
         write=write,
     )
 

@@ -80,6 +80,7 @@ CMO_MAKERS = grant({OPERATOR, QP}, {CMO})  # batches
 CERTIFIERS = grant({QP}, {CMO, SPONSOR})  # certificates and the documents behind them
 SPONSOR_QP = grant({QP}, {SPONSOR})  # release, reject, suspend, unsuspend, recall
 COMMISSIONERS = grant({OPERATOR}, {CMO})
+EPCIS_CAPTURERS = grant({OPERATOR}, EVERY_KIND)
 CUSTODY = grant({OPERATOR}, CUSTODIANS)  # pack, ship, receive, decommission...
 FLAGGERS = grant({OPERATOR, QP}, EVERY_KIND)  # anyone who finds a suspect pack says so
 CLEARERS = grant({QP}, {SPONSOR, REGULATOR})  # only the sponsor or the regulator clears it
@@ -461,7 +462,53 @@ ENDPOINTS: list[Endpoint] = [
     ),
     # the audit log
     Endpoint("GET", "/v1/audit", AUDITORS, lambda w, c, n: Call("/v1/audit", params={"limit": 5})),
+    # EPCIS 2.0: capture needs an operator (each mapped action then its own right: not tested here,
+    # an inspection changes no custody); reading needs an organisation, whose visibility applies
+    Endpoint(
+        "POST", "/epcis/capture", EPCIS_CAPTURERS, lambda w, c, n: Call("/epcis/capture", inspection(n))
+    ),
+    Endpoint("GET", "/epcis/capture", EPCIS_CAPTURERS, lambda w, c, n: Call("/epcis/capture")),
+    Endpoint(
+        "GET", "/epcis/capture/{capture_id}", EPCIS_CAPTURERS, lambda w, c, n: Call("/epcis/capture/unknown")
+    ),
+    Endpoint("GET", "/epcis/events", OWN_ORGANISATION, lambda w, c, n: Call("/epcis/events")),
+    Endpoint(
+        "GET",
+        "/epcis/events/{event_id}",
+        OWN_ORGANISATION,
+        lambda w, c, n: Call("/epcis/events/ni%3A%2F%2F%2Fsha-256%3Bunknown"),
+    ),
+    Endpoint(
+        "GET",
+        "/epcis/epcs/{epc}/events",
+        OWN_ORGANISATION,
+        lambda w, c, n: Call(f"/epcis/epcs/https%3A%2F%2Fid.gs1.org%2F01%2F{GTIN}%2F21%2FMX1/events"),
+    ),
+    Endpoint("GET", "/epcis/export", OWN_ORGANISATION, lambda w, c, n: Call("/epcis/export")),
 ]
+
+
+def inspection(n: int) -> dict[str, Any]:
+    """An EPCIS document with one inspection of a matrix pack, unique per request."""
+    return {
+        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-11-25T08:00:00Z",
+        "epcisBody": {
+            "eventList": [
+                {
+                    "type": "ObjectEvent",
+                    "eventTime": f"2026-11-25T08:00:00.{n % 1000:03d}Z",
+                    "eventTimeZoneOffset": "+00:00",
+                    "epcList": [f"https://id.gs1.org/01/{GTIN}/21/MX{n:05d}"],
+                    "action": "OBSERVE",
+                    "bizStep": "inspecting",
+                }
+            ]
+        },
+    }
+
 
 # ---------------------------------------------------------------------- fixtures
 
@@ -641,7 +688,7 @@ def test_every_route_has_a_row_in_the_matrix(http: httpx.Client) -> None:
     routes = {
         f"{method.upper()} {path}"
         for path, item in spec["paths"].items()
-        if path.startswith("/v1/")
+        if path.startswith(("/v1/", "/epcis/"))
         for method in item
         if method in methods
     }

@@ -399,7 +399,8 @@ def stock(iso: Iso) -> Stock:
         cases = [sscc("4001000", 900 + i) for i in range(4)]
         serials = [f"ISO{i:04d}" for i in range(8)]
         done = cmo.post("/v1/commission", {"batch_id": bid, "serials": serials, "containers": cases})
-        assert done["status"] == "succeeded" and done["txs_total"] == 4  # two items a transaction
+        # two items a transaction, then one anchoring the four cases' packing events
+        assert done["status"] == "succeeded" and done["txs_total"] == 5
     return Stock(cmo, org_ids, glns, cases)
 
 

@@ -180,9 +180,15 @@ def test_anvil_reorg_of_the_last_blocks(chain: Chain, engine: Engine) -> None:
         before = dump(engine)
         pharmacy = chain.orgs["City Pharmacy"]
         with engine.connect() as conn:
-            loose = conn.execute(
-                select(table(Unit).c.key).where(table(Unit).c.holder == pharmacy.id, table(Unit).c.state == 1)
-            ).scalars().first()
+            loose = (
+                conn.execute(
+                    select(table(Unit).c.key).where(
+                        table(Unit).c.holder == pharmacy.id, table(Unit).c.state == 1
+                    )
+                )
+                .scalars()
+                .first()
+            )
         assert loose is not None
         pharmacy.client.transact("CustodyLedger", "decommission", [bytes.fromhex(loose[2:])], 2, bytes(32))
         indexer.sync()
