@@ -1,0 +1,1 @@
+"""Evidence for inspectors: receipt inclusion proofs that verify without trusting our API."""
