@@ -70,6 +70,8 @@ PERMISSIONS: dict[str, Rule] = {
     "suspect.clear": Rule.of({QP}, {SPONSOR, REGULATOR}),
     # EPCIS: capture maps each event to a custody action, which then needs its own permission
     "epcis.capture": Rule.of({OP}, ANY_ORG),
+    # alerts about a product: its sponsor and regulators investigate and close them
+    "alerts.handle": Rule.of({OP, QP}, {SPONSOR, REGULATOR}),
     "epcis.read": Rule.of(set(ALL_ROLES), ANY_ORG),  # visibility: own events and items held
     # reading
     "read": READ,

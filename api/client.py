@@ -59,5 +59,8 @@ class RxClient:
         response = self.http.post(path, json=json, params=params, headers=headers, files=files, data=data)
         return self._check(response)
 
+    def patch(self, path: str, json: Any = None) -> Any:
+        return self._check(self.http.patch(path, json=json, headers=self._headers()))
+
     def close(self) -> None:
         self.http.close()

@@ -2,6 +2,7 @@
 database as the indexer's read models but on their own metadata and Alembic history: an indexer
 rebuild drops and replays the read models and never touches these."""
 
+from api.models.alerts import Alert, AlertStatus
 from api.models.audit import AuditEntry
 from api.models.base import ApiModel, api_metadata
 from api.models.epcis import CaptureJob, EpcisEvent, EpcisEventEpc
@@ -11,6 +12,8 @@ from api.models.records import Document, KnownItem, ProductMaster, SignatureReco
 from api.models.signing import OrgSigner, SignerMode
 
 __all__ = [
+    "Alert",
+    "AlertStatus",
     "ApiModel",
     "ApiToken",
     "AuditEntry",

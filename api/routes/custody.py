@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
+from api.alerts import raise_alert
 from api.auth import Permit, Principal, RuntimeDep
 from api.epcis.plain import EventWriter, expiry_date, org_gln
 from api.identifiers import Bytes32Hex, Gln, Serial, Sscc, UnitRef, sscc_key
@@ -400,11 +401,22 @@ async def _settle(
             args = [raw, list(part), reason_hash]
         plan.steps.append(TxStep("CustodyLedger", fn, args, items=len(part)))
     plan.items_total = len(keys)
-    return await write.submit(
+    response = await write.submit(
         principal,
         plan,
         {"shipment_id": shipment_id, **body.model_dump(mode="json")},
     )
+    if fn in ("rejectShipment", "reportMissing"):  # discrepancies at receipt are alerts
+        discrepancy = {"shipment_id": shipment_id, "outcome": fn, "items": len(keys), "reason": body.reason}
+        raise_alert(
+            runtime.engine,
+            "RECEIPT_DISCREPANCY",
+            "0x" + raw.hex(),
+            principal=principal,
+            sponsor_org=None,
+            detail={**discrepancy, "from_org": int(row.from_org), "to_org": int(row.to_org)},
+        )
+    return response
 
 
 @router.post(
@@ -573,7 +585,7 @@ async def flag_suspect(
     principal: Annotated[Principal, Depends(Permit("suspect.flag"))],
     write: WriteDep,
 ) -> JSONResponse:
-    return await _units_action(
+    response = await _units_action(
         principal,
         body,
         body.units,
@@ -582,6 +594,17 @@ async def flag_suspect(
         extra=[bytes(keccak(text=body.reason))],
         write=write,
     )
+    for unit in body.units:  # for the sponsor and regulators to investigate
+        raise_alert(
+            write.runtime.engine,
+            "SUSPECT_FLAGGED",
+            unit.key,
+            principal=principal,
+            gtin=unit.gtin,
+            serial=unit.serial,
+            detail={"reason": body.reason, "flagged_by_org": principal.org_id},
+        )
+    return response
 
 
 @router.post(

@@ -81,6 +81,7 @@ CERTIFIERS = grant({QP}, {CMO, SPONSOR})  # certificates and the documents behin
 SPONSOR_QP = grant({QP}, {SPONSOR})  # release, reject, suspend, unsuspend, recall
 COMMISSIONERS = grant({OPERATOR}, {CMO})
 EPCIS_CAPTURERS = grant({OPERATOR}, EVERY_KIND)
+ALERT_HANDLERS = grant({OPERATOR, QP}, {SPONSOR, REGULATOR})
 CUSTODY = grant({OPERATOR}, CUSTODIANS)  # pack, ship, receive, decommission...
 FLAGGERS = grant({OPERATOR, QP}, EVERY_KIND)  # anyone who finds a suspect pack says so
 CLEARERS = grant({QP}, {SPONSOR, REGULATOR})  # only the sponsor or the regulator clears it
@@ -462,6 +463,44 @@ ENDPOINTS: list[Endpoint] = [
     ),
     # the audit log
     Endpoint("GET", "/v1/audit", AUDITORS, lambda w, c, n: Call("/v1/audit", params={"limit": 5})),
+    # at the counter: anyone may verify (the answer depends on who asks); dispensing is custody
+    Endpoint(
+        "POST",
+        "/v1/verify",
+        EVERYONE,
+        lambda w, c, n: Call("/v1/verify", {"gtin": GTIN, "serial": f"MX{n:05d}"}),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/verify/bulk",
+        EVERYONE,
+        lambda w, c, n: Call("/v1/verify/bulk", {"packs": [{"gtin": GTIN, "serial": f"MX{n:05d}"}]}),
+    ),
+    Endpoint(
+        "GET",
+        "/vrs/01/{gtin}/10/{lot}/21/{serial}",
+        EVERYONE,
+        lambda w, c, n: Call(f"/vrs/01/{GTIN}/10/MX-LOT/21/MX{n:05d}", params={"exp": "291231"}),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/dispense",
+        CUSTODY,  # a pack nobody holds: allowed callers reach the contract's pre-check (404)
+        lambda w, c, n: Call("/v1/dispense", {"units": [{"gtin": GTIN, "serial": f"MX{n:05d}"}]}),
+    ),
+    Endpoint(
+        "POST",
+        "/v1/undo",
+        CUSTODY,
+        lambda w, c, n: Call("/v1/undo", {"units": [{"gtin": GTIN, "serial": f"MX{n:05d}"}]}),
+    ),
+    Endpoint("GET", "/v1/alerts", OWN_ORGANISATION, lambda w, c, n: Call("/v1/alerts")),
+    Endpoint(
+        "PATCH",
+        "/v1/alerts/{alert_id}",
+        ALERT_HANDLERS,  # no such alert: 404 for whoever may handle alerts
+        lambda w, c, n: Call("/v1/alerts/999999", {"status": "investigating"}),
+    ),
     # EPCIS 2.0: capture needs an operator (each mapped action then its own right: not tested here,
     # an inspection changes no custody); reading needs an organisation, whose visibility applies
     Endpoint(
@@ -688,7 +727,7 @@ def test_every_route_has_a_row_in_the_matrix(http: httpx.Client) -> None:
     routes = {
         f"{method.upper()} {path}"
         for path, item in spec["paths"].items()
-        if path.startswith(("/v1/", "/epcis/"))
+        if path.startswith(("/v1/", "/epcis/", "/vrs/"))
         for method in item
         if method in methods
     }

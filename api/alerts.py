@@ -1,0 +1,105 @@
+"""Raising alerts (deduplicated while open) and who may see and handle them: the product's sponsor
+and regulators; the organisation that raised one sees its own."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import Engine, or_, select
+from sqlmodel import Session, col
+
+from api.auth import REGULATOR, Principal
+from api.models.alerts import Alert, AlertStatus
+from node.indexer.schema import Product, table
+
+
+def sponsor_of(session: Session, gtin: str | None) -> int | None:
+    if gtin is None:
+        return None
+    found = session.execute(
+        select(table(Product).c.sponsor_org).where(table(Product).c.gtin == gtin)
+    ).scalar()
+    return int(found) if found is not None else None
+
+
+def raise_alert(
+    engine: Engine,
+    code: str,
+    subject: str,
+    *,
+    principal: Principal | None,
+    gtin: str | None = None,
+    serial: str | None = None,
+    batch_id: str | None = None,
+    sponsor_org: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Record the signal; a repeat of an alert still open counts on it. Returns the alert's id."""
+    with Session(engine) as session:
+        existing = session.execute(
+            select(Alert).where(
+                col(Alert.code) == code,
+                col(Alert.subject) == subject,
+                col(Alert.status) != AlertStatus.CLOSED,
+            )
+        ).scalar()
+        if existing is not None:
+            existing.count += 1
+            existing.last_at = time.time()
+            session.add(existing)
+            session.commit()
+            assert existing.id is not None
+            return int(existing.id)
+        alert = Alert(
+            code=code,
+            subject=subject,
+            gtin=gtin,
+            serial=serial,
+            batch_id=batch_id,
+            sponsor_org=sponsor_org if sponsor_org is not None else sponsor_of(session, gtin),
+            raised_by_org=principal.org_id if principal else None,
+            raised_by_user=principal.user_id if principal else None,
+            detail=json.dumps(detail or {}, sort_keys=True),
+        )
+        session.add(alert)
+        session.commit()
+        session.refresh(alert)
+        assert alert.id is not None
+        return alert.id
+
+
+def visible(principal: Principal) -> Any:
+    """The condition on alerts the principal may see."""
+    if REGULATOR in principal.org_roles:
+        return None
+    return or_(col(Alert.sponsor_org) == principal.org_id, col(Alert.raised_by_org) == principal.org_id)
+
+
+def may_handle(principal: Principal, alert: Alert) -> bool:
+    return REGULATOR in principal.org_roles or (
+        principal.org_id is not None and alert.sponsor_org == principal.org_id
+    )
+
+
+def view(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "code": alert.code,
+        "status": alert.status,
+        "subject": alert.subject,
+        "gtin": alert.gtin,
+        "serial": alert.serial,
+        "batch_id": alert.batch_id,
+        "sponsor_org": alert.sponsor_org,
+        "raised_by_org": alert.raised_by_org,
+        "count": alert.count,
+        "first_at": alert.first_at,
+        "last_at": alert.last_at,
+        "detail": json.loads(alert.detail),
+        "handled_by_user": alert.handled_by_user,
+        "handled_by_org": alert.handled_by_org,
+        "handled_at": alert.handled_at,
+        "note": alert.note,
+    }
