@@ -17,7 +17,7 @@ from api import audit
 from api.database import api_engine
 from api.health import Health, collect_health
 from api.problems import BodySizeLimit, install_problem_handlers
-from api.routes import admin, batches, custody, epcis, gs1, operations, verification
+from api.routes import admin, batches, custody, epcis, gs1, operations, provenance, verification
 from api.routes import audit as audit_routes
 from api.routes.common import chain_unavailable
 from api.runtime import ChainUnavailable, Runtime
@@ -92,7 +92,7 @@ def create_app(
     # ChainUnavailable anywhere (the pre-check, making a key): 503 with Retry-After, nothing accepted
     app.add_exception_handler(ChainUnavailable, _chain_unavailable)
     app.add_middleware(BodySizeLimit, max_body_size=settings.max_request_bytes)
-    for module in (admin, batches, custody, gs1, epcis, verification, operations, audit_routes):
+    for module in (admin, batches, custody, gs1, epcis, verification, provenance, operations, audit_routes):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -202,3 +202,96 @@ def users_token(
         raise _fail(f"no user {username!r} in {settings.database_url}")
     token = issue_token(Runtime.create(settings, engine), user.id, label=label, ttl_days=ttl_days)
     console.print(token.token, highlight=False, soft_wrap=True)
+
+
+@app.command("verify-bundle")
+def verify_bundle_command(
+    file: Annotated[
+        Path, typer.Argument(help="an evidence bundle (GET /v1/provenance/{id}/bundle)", exists=True)
+    ],
+    rpc: Annotated[str | None, typer.Option(help="a node you trust for block hashes")] = None,
+    trusted: Annotated[
+        Path | None, typer.Option(help='offline: JSON {"<block number>": "0x<block hash>", ...} you trust')
+    ] = None,
+) -> None:
+    """Check every step of an evidence bundle against block hashes you trust: exit 0 only if all are
+    proven."""
+    import json
+
+    from rich.table import Table
+
+    from node.evidence.bundle import verify_bundle
+    from node.evidence.proofs import RpcError, block_header, header_hash
+
+    if (rpc is None) == (trusted is None):
+        raise _fail("give exactly one of --rpc URL and --trusted FILE")
+    hashes: dict[int, bytes] = {}
+    if trusted is not None:
+        raw = json.loads(trusted.read_text())
+        hashes = {int(k): bytes.fromhex(str(v).removeprefix("0x")) for k, v in raw.items()}
+
+    def trusted_hash(block: int) -> bytes | None:
+        if rpc is None:
+            return hashes.get(block)
+        if block not in hashes:
+            try:
+                hashes[block] = header_hash(block_header(rpc, block))
+            except RpcError as exc:
+                raise _fail(f"cannot read block {block} from {rpc}: {exc}") from None
+        return hashes[block]
+
+    try:
+        bundle = json.loads(file.read_text())
+    except ValueError as exc:
+        raise _fail(f"{file} is not JSON: {exc}") from None
+    checks = verify_bundle(bundle, trusted_hash)
+    table = Table("check", "result", "detail")
+    for check in checks:
+        table.add_row(check.what, "[green]proven[/]" if check.ok else "[red]NOT PROVEN[/]", check.reason)
+    console.print(table)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(checks)} checks failed[/]")
+        raise typer.Exit(1)
+    against = f"the node {rpc}" if rpc else "the trusted block hashes"
+    console.print(f"[green]all {len(checks)} checks proven[/] against {against}")
+
+
+@app.command("verify-certificate")
+def verify_certificate_command(
+    file: Annotated[Path, typer.Argument(help="the document to check", exists=True)],
+    batch: Annotated[str, typer.Option(help="the batch id (0x...)")],
+) -> None:
+    """Is this file a certificate anchored for the batch? Read from the chain itself (RXLEDGER_RPC_URL
+    and the deployment manifest): by whom, when, with what meaning."""
+    import datetime as dt
+    import hashlib
+
+    from node.chain import make_web3
+    from node.deploy import load_contracts, load_manifest
+    from node.ledger.constants import CertificateKind
+
+    settings = get_settings()
+    digest = hashlib.sha256(file.read_bytes()).digest()
+    w3 = make_web3(settings.rpc_url)
+    manifest = load_manifest(settings.manifest_dir, settings.chain_id)
+    if manifest is None:
+        raise _fail(f"no deployment manifest for chain {settings.chain_id} in {settings.manifest_dir}")
+    contracts = load_contracts(w3, manifest)
+    batch_id = bytes.fromhex(batch.removeprefix("0x"))
+    anchored = contracts["BatchRegistry"].functions.certificates(batch_id).call()
+    registry = contracts["ConsortiumRegistry"]
+    matches = [c for c in anchored if bytes(c[0]) == digest]
+    console.print(f"sha256 {digest.hex()}")
+    if not matches:
+        console.print(f"[red]not anchored[/] for batch {batch} ({len(anchored)} certificate(s) are)")
+        raise typer.Exit(1)
+    for cert in matches:
+        _document, meaning, signer, org, kind, anchored_at = cert
+        gln, _status = registry.functions.organization(int(org)).call()
+        when = dt.datetime.fromtimestamp(int(anchored_at), tz=dt.UTC).isoformat()
+        text = bytes(meaning).rstrip(b"\0").decode(errors="replace")
+        console.print(
+            f"[green]anchored[/]: {CertificateKind(int(kind)).name.lower()} by organisation {org} "
+            f"(GLN {int(gln):013d}), key {signer}, at {when}, meaning {text!r}"
+        )

@@ -477,3 +477,54 @@ def verify_against_rpc(item: Mapping[str, Any], rpc_url: Rpc) -> ProofResult:
     if not block:
         return ProofResult(ok=False, reason=f"the node has no block {block_number}")
     return verify_receipt_proof(item, trusted_block_hash=_as_bytes(block["hash"]))
+
+
+# -- transactions --------------------------------------------------------------------------------
+# A receipt does not name its transaction; a second proof, against transactionsRoot, ties a
+# transaction (and so its hash: keccak of its signed bytes) to the same block and index.
+
+
+def transaction_proofs(rpc: Rpc, block_number: int, tx_indices: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """{tx_index: {"raw": signed transaction hex, "proof": [nodes]}} against the block's
+    transactionsRoot (the header is in the receipt items of the same block)."""
+    indices = list(tx_indices)
+    with _connect(rpc) as call:
+        block = _get_block(call, block_number)
+        header = _header_of(block)
+        raws = [
+            _data(call("eth_getRawTransactionByBlockNumberAndIndex", [hex(block_number), hex(i)]), f"tx {i}")
+            for i in range(len(block["transactions"]))
+        ]
+    trie = HexaryTrie({})
+    for index, raw in enumerate(raws):
+        trie[_key(index)] = raw
+    if trie.root_hash != _as_bytes(header["transactionsRoot"]):
+        raise EvidenceError(f"block {block_number}: transactions trie root differs from transactionsRoot")
+    return {
+        i: {
+            "raw": "0x" + raws[i].hex(),
+            "proof": ["0x" + rlp.encode(node).hex() for node in _get_proof(trie, _key(i))],
+        }
+        for i in indices
+    }
+
+
+def verify_transaction_proof(header: Mapping[str, Any], tx_index: int, tx: Mapping[str, Any]) -> bytes:
+    """The hash of the transaction at `tx_index` of the block with `header`, proven by `tx`'s proof
+    against transactionsRoot. Raises ValueError when it does not prove it. The header itself must be
+    checked (hashed to a trusted block hash) by the caller."""
+    if not isinstance(tx, Mapping) or set(tx) != {"raw", "proof"}:
+        raise ValueError("transaction evidence is not {raw, proof}")
+    root = _data(header["transactionsRoot"], "header.transactionsRoot", 32)
+    raw = _data(tx["raw"], "transaction raw")
+    proof = tx["proof"]
+    if not isinstance(proof, list) or not proof:
+        raise ValueError("transaction proof is not a non-empty list")
+    nodes = _decode_chain(root, [_data(node, f"transaction proof[{i}]") for i, node in enumerate(proof)])
+    try:
+        proven: bytes = HexaryTrie.get_from_proof(root, _key(_index(tx_index, "tx_index")), nodes)  # type: ignore[no-untyped-call]
+    except BadTrieProof as exc:
+        raise ValueError(f"transaction proof is incomplete: {exc}") from exc
+    if not proven or proven != raw:
+        raise ValueError(f"the block has not this transaction at index {tx_index}")
+    return bytes(keccak(raw))

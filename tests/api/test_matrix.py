@@ -501,6 +501,25 @@ ENDPOINTS: list[Endpoint] = [
         ALERT_HANDLERS,  # no such alert: 404 for whoever may handle alerts
         lambda w, c, n: Call("/v1/alerts/999999", {"status": "investigating"}),
     ),
+    # provenance: anyone may ask; the answer depends on who asks (an unknown item is a 404 for all)
+    Endpoint(
+        "GET",
+        "/v1/provenance/batches/{batch_id}",
+        EVERYONE,
+        lambda w, c, n: Call(f"/v1/provenance/batches/{w.batch_id}"),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/provenance/{identifier}",
+        EVERYONE,
+        lambda w, c, n: Call(f"/v1/provenance/(01){GTIN}(21)MX-NONE{n}"),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/provenance/{identifier}/bundle",
+        EVERYONE,
+        lambda w, c, n: Call(f"/v1/provenance/(01){GTIN}(21)MX-NONE{n}/bundle"),
+    ),
     # EPCIS 2.0: capture needs an operator (each mapped action then its own right: not tested here,
     # an inspection changes no custody); reading needs an organisation, whose visibility applies
     Endpoint(

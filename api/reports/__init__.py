@@ -1,0 +1,1 @@
+"""Reports for inspectors: custody trails rendered as PDF, CSV and SVG from plain data."""

@@ -1,0 +1,188 @@
+"""Provenance for inspectors and partners: the trail of a pack or a container, a batch's view (status
+history, certificates, where its units are now), and the evidence bundle that proves a trail against
+block hashes alone."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import Connection, select
+
+from api import provenance as pv
+from api.auth import REGULATOR, Permit, Principal, RuntimeDep
+from api.bundle import build_bundle
+from api.epcis.plain import expiry_date
+from api.identifiers import Bytes32Hex
+from api.rules import rule_problem
+from api.runtime import Runtime
+from node.gs1.scan import IdentifierError, parse
+from node.indexer.custody import resolve
+from node.indexer.schema import Checkpoint, Container, Organization, Unit, table
+from node.ledger.constants import BatchStatus, ContainerState, UnitState
+from node.ledger.identifiers import container_key, unit_key
+
+router = APIRouter(prefix="/v1/provenance", tags=["provenance"])
+
+
+def _subject(conn: Connection, code: str) -> tuple[dict[str, Any], Any]:
+    """(subject, batch row or None) of a pack or container in any GS1 form; 404 if not on chain."""
+    if code.isdigit() and len(code) == 18:
+        code = "(00)" + code  # an SSCC as printed under its barcode
+    try:
+        ident = parse(code)
+    except IdentifierError as exc:
+        raise rule_problem(422, "invalid-identifier", str(exc), field="identifier", part=exc.part) from None
+    if ident.kind == "sgtin":
+        assert ident.gtin and ident.serial
+        key = "0x" + unit_key(ident.gtin, ident.serial).hex()
+        unit = pv.unit_row(conn, key)
+        if unit is None:
+            raise rule_problem(404, "unknown-item", "no such pack on the network", field="identifier")
+        subject = {"kind": "unit", "gtin": ident.gtin, "serial": ident.serial, "key": key}
+        return subject, pv.batch_row(conn, unit["batch_id"])
+    if ident.kind == "sscc":
+        assert ident.sscc
+        key = "0x" + container_key(ident.sscc).hex()
+        found = conn.execute(select(table(Container).c.key).where(table(Container).c.key == key)).first()
+        if found is None:
+            raise rule_problem(404, "unknown-item", "no such container on the network", field="identifier")
+        return {"kind": "container", "sscc": ident.sscc, "key": key}, None
+    raise rule_problem(
+        422, "not-an-item", f"a {ident.kind} is neither a pack nor a container", field="identifier"
+    )
+
+
+def _trail(
+    runtime: Runtime, conn: Connection, principal: Principal, code: str
+) -> tuple[dict[str, Any], Any, list[pv.Step], list[dict[str, Any]]]:
+    subject, batch = _subject(conn, code)
+    chain = runtime.chain()
+    steps = pv.trail(conn, subject["key"], w3=chain.w3, custody_abi=chain.contracts["CustodyLedger"].abi)
+    full = pv.full_view(principal, batch)
+    took_part = any(principal.org_id in (s.org_id, s.counterparty) for s in steps)
+    if not (full or took_part):
+        # not "forbidden": whether an item exists is itself not for everyone to learn
+        raise rule_problem(
+            404, "unknown-item", "no such item in your organisation's custody history", field="identifier"
+        )
+    return subject, batch, steps, pv.describe(steps, conn, principal, full_view=full)
+
+
+def _checkpoint(conn: Connection) -> dict[str, Any]:
+    cp = conn.execute(select(table(Checkpoint))).first()
+    return {"block_number": int(cp.block_number), "block_hash": cp.block_hash} if cp else {}
+
+
+def _batch_summary(batch: Any) -> dict[str, Any]:
+    return {
+        "batch_id": batch["batch_id"],
+        "gtin": batch["gtin"],
+        "lot": batch["lot"],
+        "expiry": expiry_date(int(batch["expiry"])).isoformat(),
+        "status": BatchStatus(int(batch["status"])).name.lower(),
+        "manufacturer": int(batch["manufacturer"]),
+        "sponsor": int(batch["sponsor"]),
+    }
+
+
+@router.get("/batches/{batch_id}", summary="A batch: status history, certificates, where its units are now")
+def batch_view(
+    batch_id: Bytes32Hex, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("read"))]
+) -> dict[str, Any]:
+    with runtime.engine.connect() as conn:
+        batch = pv.batch_row(conn, batch_id.lower())
+        if batch is None:
+            raise rule_problem(404, "unknown-batch", f"no batch {batch_id}", field="batch_id")
+        full = pv.full_view(principal, batch)
+        counts = _units_now(conn, batch["batch_id"])
+        names = {int(r.id): r.name for r in conn.execute(select(table(Organization))).all()}
+        holders = [
+            {"org_id": holder, "name": names.get(holder), "status": status, "units": n}
+            for (holder, status), n in sorted(counts.items())
+            if full or holder == principal.org_id
+        ]
+        return {
+            "batch": _batch_summary(batch),
+            **pv.batch_history(conn, batch["batch_id"]),
+            "units": holders,
+            "units_total": sum(counts.values()) if full else sum(h["units"] for h in holders),
+            "evidence": _checkpoint(conn),
+        }
+
+
+def _units_now(conn: Connection, batch_id: str) -> Counter[tuple[int, str]]:
+    """Units per (holder, status): loose units by their own holder; packed ones through their root
+    container, resolved once per container rather than per unit."""
+    u = table(Unit)
+    counts: Counter[tuple[int, str]] = Counter()
+    by_parent: Counter[tuple[str, int]] = Counter()
+    for row in conn.execute(
+        select(u.c.holder, u.c.state, u.c.parent_key, u.c.shipment_id).where(u.c.batch_id == batch_id)
+    ):
+        state = UnitState(int(row.state)).name.lower()
+        if row.parent_key is None:
+            counts[(int(row.holder), "in_transit" if row.shipment_id and state == "active" else state)] += 1
+        else:
+            by_parent[(row.parent_key, int(row.state))] += 1
+    for (parent, state_value), n in by_parent.items():
+        custody = resolve(conn, {"key": parent, "parent_key": parent, "holder": 0, "shipment_id": None})
+        state = UnitState(state_value).name.lower()
+        in_transit = custody.shipment_id is not None and state == "active"
+        counts[(custody.holder, "in_transit" if in_transit else state)] += n
+    return counts
+
+
+@router.get(
+    "/{identifier:path}/bundle", summary="The trail as a self-contained evidence bundle (proofs included)"
+)
+def bundle(
+    identifier: str, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("read"))]
+) -> dict[str, Any]:
+    with runtime.engine.connect() as conn:
+        subject, _batch, steps, shown = _trail(runtime, conn, principal, identifier)
+        orgs = {int(r.id): r for r in conn.execute(select(table(Organization))).all()}
+    chain = runtime.chain()
+    contracts = {name: str(c.address) for name, c in chain.contracts.items()}
+    return build_bundle(
+        chain.w3,
+        chain_id=runtime.settings.chain_id,
+        contracts=contracts,
+        subject=subject,
+        steps=steps,
+        shown=shown,
+        organizations=orgs,
+    )
+
+
+@router.get(
+    "/{identifier:path}", summary="The trail of a pack or container in chain order, with the chain evidence"
+)
+def trail(
+    identifier: str, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("read"))]
+) -> dict[str, Any]:
+    with runtime.engine.connect() as conn:
+        subject, batch, _steps, shown = _trail(runtime, conn, principal, identifier)
+        answer: dict[str, Any] = {"subject": subject, "steps": shown, "evidence": _checkpoint(conn)}
+        if batch is not None:
+            answer["batch"] = _batch_summary(batch)
+            answer.update(pv.batch_history(conn, batch["batch_id"]))
+        if subject["kind"] == "container":
+            row = (
+                conn.execute(select(table(Container)).where(table(Container).c.key == subject["key"]))
+                .mappings()
+                .one()
+            )
+            answer["state"] = ContainerState(int(row["state"])).name.lower()
+        epc = (
+            f"https://id.gs1.org/01/{subject['gtin']}/21/{subject['serial']}"
+            if subject["kind"] == "unit"
+            else f"https://id.gs1.org/00/{subject['sscc']}"
+        )
+        answer["links"] = {
+            "bundle": f"/v1/provenance/{identifier}/bundle",
+            "epcis": f"/epcis/export?MATCH_anyEPC={epc}",
+        }
+        answer["regulator_view"] = REGULATOR in principal.org_roles
+        return answer
