@@ -16,8 +16,19 @@ from sqlalchemy import Engine
 from api import audit
 from api.database import api_engine
 from api.health import Health, collect_health
+from api.notify import start_notifier
 from api.problems import BodySizeLimit, install_problem_handlers
-from api.routes import admin, batches, custody, epcis, gs1, operations, provenance, verification
+from api.routes import (
+    admin,
+    batches,
+    custody,
+    epcis,
+    gs1,
+    notifications,
+    operations,
+    provenance,
+    verification,
+)
 from api.routes import audit as audit_routes
 from api.routes.common import chain_unavailable
 from api.runtime import ChainUnavailable, Runtime
@@ -67,7 +78,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         worker = start_submitter(runtime) if run_submitter else None
+        # the notifier works where the submitter does: one per database, by the same lease
+        notifier = start_notifier(runtime, worker[0].acquire_lease) if worker is not None else None
         yield
+        if notifier is not None:
+            notifier[1].set()
+            notifier[0].join(timeout=10)
         if worker is not None:
             _, thread, stop = worker
             stop.set()
@@ -92,7 +108,18 @@ def create_app(
     # ChainUnavailable anywhere (the pre-check, making a key): 503 with Retry-After, nothing accepted
     app.add_exception_handler(ChainUnavailable, _chain_unavailable)
     app.add_middleware(BodySizeLimit, max_body_size=settings.max_request_bytes)
-    for module in (admin, batches, custody, gs1, epcis, verification, provenance, operations, audit_routes):
+    for module in (
+        admin,
+        batches,
+        custody,
+        gs1,
+        epcis,
+        verification,
+        provenance,
+        notifications,
+        operations,
+        audit_routes,
+    ):
         app.include_router(module.router)
 
     @app.middleware("http")

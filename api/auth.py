@@ -72,6 +72,8 @@ PERMISSIONS: dict[str, Rule] = {
     "epcis.capture": Rule.of({OP}, ANY_ORG),
     # alerts about a product: its sponsor and regulators investigate and close them
     "alerts.handle": Rule.of({OP, QP}, {SPONSOR, REGULATOR}),
+    # an organisation's webhooks (recall notifications): its key admins and operators
+    "webhooks.manage": Rule.of({OP, KEYS}, ANY_ORG),
     "epcis.read": Rule.of(set(ALL_ROLES), ANY_ORG),  # visibility: own events and items held
     # reading
     "read": READ,

@@ -6,6 +6,7 @@ log itself (which lists the cases units were commissioned into)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from web3 import Web3
 
 from api.auth import REGULATOR, Principal
 from api.models.epcis import EpcisEvent
+from node.indexer.custody import resolve
 from node.indexer.schema import (
     Batch,
     BatchStatusChange,
@@ -246,3 +248,25 @@ def full_view(principal: Principal, batch: Any) -> bool:
     return REGULATOR in principal.org_roles or (
         batch is not None and principal.org_id in (batch["sponsor"], batch["manufacturer"])
     )
+
+
+def units_now(conn: Connection, batch_id: str) -> Counter[tuple[int, str]]:
+    """Units per (holder, status): loose units by their own holder; packed ones through their root
+    container, resolved once per container rather than per unit."""
+    u = table(Unit)
+    counts: Counter[tuple[int, str]] = Counter()
+    by_parent: Counter[tuple[str, int]] = Counter()
+    for row in conn.execute(
+        select(u.c.holder, u.c.state, u.c.parent_key, u.c.shipment_id).where(u.c.batch_id == batch_id)
+    ):
+        state = UnitState(int(row.state)).name.lower()
+        if row.parent_key is None:
+            counts[(int(row.holder), "in_transit" if row.shipment_id and state == "active" else state)] += 1
+        else:
+            by_parent[(row.parent_key, int(row.state))] += 1
+    for (parent, state_value), n in by_parent.items():
+        custody = resolve(conn, {"key": parent, "parent_key": parent, "holder": 0, "shipment_id": None})
+        state = UnitState(state_value).name.lower()
+        in_transit = custody.shipment_id is not None and state == "active"
+        counts[(custody.holder, "in_transit" if in_transit else state)] += n
+    return counts

@@ -7,6 +7,7 @@ from api.models.audit import AuditEntry
 from api.models.base import ApiModel, api_metadata
 from api.models.epcis import CaptureJob, EpcisEvent, EpcisEventEpc
 from api.models.identity import ApiToken, User, UserRole
+from api.models.notifications import Delivery, Notification, NotifierState, Webhook
 from api.models.outbox import Operation, OperationStatus, OperationTx, SubmitterLease, TxStatus
 from api.models.records import Document, KnownItem, ProductMaster, SignatureRecord
 from api.models.signing import OrgSigner, SignerMode
@@ -18,10 +19,13 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "CaptureJob",
+    "Delivery",
     "Document",
     "EpcisEvent",
     "EpcisEventEpc",
     "KnownItem",
+    "Notification",
+    "NotifierState",
     "Operation",
     "OperationStatus",
     "OperationTx",
@@ -33,5 +37,6 @@ __all__ = [
     "TxStatus",
     "User",
     "UserRole",
+    "Webhook",
     "api_metadata",
 ]

@@ -45,6 +45,8 @@ from reportlab.platypus import (
     BaseDocTemplate,
     CallerMacro,
     Frame,
+    KeepTogether,
+    PageBreak,
     PageTemplate,
     Paragraph,
     Spacer,
@@ -255,11 +257,22 @@ _TEXT = "#1A1A1A"
 _MUTED = "#555555"
 
 _GAP_X = 64.0  # between columns: room for an arrow and its date
-_GAP_Y = 24.0
-_BOX_H = 50.0
-_BOX_W_MIN, _BOX_W_MAX = 84.0, 132.0
+_BOX_W_MAX = 132.0
 _PAD = 8.0
 _HEAD_LEN, _HEAD_HALF = 6.0, 3.0
+_TALL = 5  # more parties than this in a column: compact boxes
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    box_h: float
+    gap_y: float
+    name_lines: int
+    min_box_w: float
+
+
+_ROOMY = _Metrics(box_h=50.0, gap_y=24.0, name_lines=3, min_box_w=84.0)
+_COMPACT = _Metrics(box_h=36.0, gap_y=6.0, name_lines=2, min_box_w=120.0)  # drawn smaller: wider boxes
 
 Point = tuple[float, float]
 Anchor = Literal["start", "middle", "end"]
@@ -290,9 +303,8 @@ class _Node:
 @dataclass(frozen=True)
 class _Edge:
     handover: Handover
-    start: Point
-    controls: tuple[Point, Point] | None  # a cubic Bézier when set, else a straight line
-    end: Point
+    path: tuple[Point, ...]  # a polyline, or when `curved` a cubic Bézier: start, 2 control points, end
+    curved: bool
     head: tuple[Point, Point, Point]
     backdrop: tuple[float, float, float, float] | None  # x, y, w, h of a white box behind the texts
     texts: tuple[_Text, ...]
@@ -345,61 +357,78 @@ def _layout(report: InspectionReport, fonts: _Fonts, fit_width: float) -> _Diagr
     for party, column in rank.items():
         columns.setdefault(column, []).append(party)
     ncols = max(columns, default=-1) + 1
-    box_w = min(_BOX_W_MAX, max(_BOX_W_MIN, (fit_width - 2 * _PAD - (ncols - 1) * _GAP_X) / max(ncols, 1)))
     tallest = max((len(members) for members in columns.values()), default=0)
-    full_h = tallest * _BOX_H + max(tallest - 1, 0) * _GAP_Y
+    m = _COMPACT if tallest > _TALL else _ROOMY
+    share = (fit_width - 2 * _PAD - (ncols - 1) * _GAP_X) / max(ncols, 1)
+    box_w = min(_BOX_W_MAX, max(m.min_box_w, share))
+    box_h = m.box_h
+
+    def column_height(count: int) -> float:
+        return count * box_h + max(count - 1, 0) * m.gap_y
 
     boxes: dict[Party, tuple[float, float]] = {}
     nodes: list[_Node] = []
     for column in range(ncols):
         members = columns[column]
-        top = (full_h - (len(members) * _BOX_H + (len(members) - 1) * _GAP_Y)) / 2
+        top = (column_height(tallest) - column_height(len(members))) / 2
         for index, party in enumerate(members):
-            x, y = column * (box_w + _GAP_X), top + index * (_BOX_H + _GAP_Y)
+            x, y = column * (box_w + _GAP_X), top + index * (box_h + m.gap_y)
             boxes[party] = (x, y)
-            nodes.append(_node(party, x, y, box_w, fonts))
+            nodes.append(_node(party, x, y, box_w, m, fonts))
 
-    def column_span_top(a: int, b: int) -> float:
+    def span_top(a: int, b: int) -> float:
         return min(boxes[p][1] for p, c in rank.items() if min(a, b) <= c <= max(a, b))
 
-    def column_span_bottom(a: int, b: int) -> float:
-        return max(boxes[p][1] for p, c in rank.items() if min(a, b) <= c <= max(a, b)) + _BOX_H
-
-    def neighbours(h: Handover) -> bool:
-        return abs(rank[h.sender] - rank[h.receiver]) == 1
-
-    # hand-overs between adjacent columns are straight, side by side when the parties meet more than once
-    # (a return is drawn beside the delivery, pointing back)
-    slot_total = Counter(frozenset((h.sender, h.receiver)) for h in report.handovers if neighbours(h))
-    labelled = {frozenset((h.sender, h.receiver)) for h in report.handovers if neighbours(h) and h.label}
-    slot_seen: Counter[frozenset[Party]] = Counter()
-    lanes: Counter[str] = Counter()
+    def span_bottom(a: int, b: int) -> float:
+        return max(boxes[p][1] for p, c in rank.items() if min(a, b) <= c <= max(a, b)) + box_h
 
     def outermost(party: Party, side: str) -> bool:
         members = columns[rank[party]]
         return members[0 if side == "above" else -1] == party
+
+    def neighbours(h: Handover) -> bool:
+        return abs(rank[h.sender] - rank[h.receiver]) == 1
+
+    # Between adjacent columns an arrow leaves its sender sideways, turns at the sender's trunk (shared by
+    # a fan-out) and enters its receiver sideways; arrows meeting at one side of a box are spread apart,
+    # those leaving are spread only when they go to the same party (repeated hand-overs, a return).
+    adjacent = [h for h in report.handovers if neighbours(h)]
+    spacing = 22.0 if any(h.label for h in adjacent) else 13.0
+    pair_total = Counter(frozenset((h.sender, h.receiver)) for h in adjacent)
+    arrivals_total = Counter((h.receiver, rank[h.sender] < rank[h.receiver]) for h in adjacent)
+    pair_seen: Counter[frozenset[Party]] = Counter()
+    arrivals_seen: Counter[tuple[Party, bool]] = Counter()
+    lanes: Counter[str] = Counter()
 
     edges: list[_Edge] = []
     for handover in report.handovers:
         sender, receiver = handover.sender, handover.receiver
         (sx, sy), (rx, ry) = boxes[sender], boxes[receiver]
         s_col, r_col = rank[sender], rank[receiver]
-        controls: tuple[Point, Point] | None = None
+        path: tuple[Point, ...]
         if sender == receiver:  # a move within one party: a loop over its box
             lane = lanes["above"]
             lanes["above"] += 1
-            lift = 30 + 14 * lane
             start, end = (sx + box_w / 2 - 14, sy), (sx + box_w / 2 + 14, sy)
-            controls = ((start[0] - 24, sy - lift), (end[0] + 24, sy - lift))
+            lift = min(30 + 14 * lane, m.gap_y + 6) if not outermost(sender, "above") else 30 + 14 * lane
+            path = (start, (start[0] - 24, sy - lift), (end[0] + 24, sy - lift), end)
         elif neighbours(handover):
-            pair = frozenset((sender, receiver))
-            nth, count = slot_seen[pair], slot_total[pair]
-            slot_seen[pair] += 1
-            offset = (nth - (count - 1) / 2) * (22.0 if pair in labelled else 13.0)
-            if r_col > s_col:
-                start, end = (sx + box_w, sy + _BOX_H / 2 + offset), (rx, ry + _BOX_H / 2 + offset)
+            forward = r_col > s_col
+            pair, arrival = frozenset((sender, receiver)), (receiver, forward)
+            out = (pair_seen[pair] - (pair_total[pair] - 1) / 2) * spacing
+            into = (arrivals_seen[arrival] - (arrivals_total[arrival] - 1) / 2) * spacing
+            pair_seen[pair] += 1
+            arrivals_seen[arrival] += 1
+            if forward:
+                x0, x1 = sx + box_w, rx
+                trunk = x0 + 0.35 * _GAP_X
             else:
-                start, end = (sx, sy + _BOX_H / 2 + offset), (rx + box_w, ry + _BOX_H / 2 + offset)
+                x0, x1 = sx, rx + box_w
+                trunk = x0 - 0.35 * _GAP_X
+            y0, y1 = sy + box_h / 2 + out, ry + box_h / 2 + into
+            path = (
+                ((x0, y0), (x1, y1)) if abs(y0 - y1) < 0.5 else ((x0, y0), (trunk, y0), (trunk, y1), (x1, y1))
+            )
         elif r_col != s_col:  # skips columns: an arc above (forwards) or below (backwards), where clear
             side = "above" if r_col > s_col else "below"
             other = "below" if side == "above" else "above"
@@ -411,26 +440,25 @@ def _layout(report: InspectionReport, fonts: _Fonts, fit_width: float) -> _Diagr
             lanes[side] += 1
             shift = 10 if r_col > s_col else -10
             if side == "above":
-                crest = column_span_top(s_col, r_col) - 26 - 14 * lane
+                crest = span_top(s_col, r_col) - 26 - 14 * lane
                 start, end = (sx + box_w / 2 + shift, sy), (rx + box_w / 2 - shift, ry)
             else:
-                crest = column_span_bottom(s_col, r_col) + 26 + 14 * lane
-                start, end = (sx + box_w / 2 + shift, sy + _BOX_H), (rx + box_w / 2 - shift, ry + _BOX_H)
-            controls = ((start[0], crest), (end[0], crest))
+                crest = span_bottom(s_col, r_col) + 26 + 14 * lane
+                start, end = (sx + box_w / 2 + shift, sy + box_h), (rx + box_w / 2 - shift, ry + box_h)
+            path = (start, (start[0], crest), (end[0], crest), end)
         else:  # within a column: bends out to the right
             lane = lanes[f"side{s_col}"]
             lanes[f"side{s_col}"] += 1
             bulge = sx + box_w + 30 + 14 * lane
-            start, end = (sx + box_w, sy + _BOX_H / 2), (rx + box_w, ry + _BOX_H / 2)
-            controls = ((bulge, start[1]), (bulge, end[1]))
-        edges.append(_edge(handover, start, controls, end, fonts))
+            start, end = (sx + box_w, sy + box_h / 2), (rx + box_w, ry + box_h / 2)
+            path = (start, (bulge, start[1]), (bulge, end[1]), end)
+        edges.append(_edge(handover, path, curved=not neighbours(handover), fonts=fonts))
 
     xs = [v for n in nodes for v in (n.x, n.x + n.w)]
     ys = [v for n in nodes for v in (n.y, n.y + n.h)]
     for e in edges:
-        points = [e.start, e.end, *(e.controls or ())]
-        xs += [p[0] for p in points]
-        ys += [p[1] for p in points]
+        xs += [p[0] for p in e.path]
+        ys += [p[1] for p in e.path]
         if e.backdrop:
             bx, by, bw, bh = e.backdrop
             xs += [bx, bx + bw]
@@ -447,41 +475,35 @@ def _layout(report: InspectionReport, fonts: _Fonts, fit_width: float) -> _Diagr
     )
 
 
-def _node(party: Party, x: float, y: float, w: float, fonts: _Fonts) -> _Node:
+def _node(party: Party, x: float, y: float, w: float, m: _Metrics, fonts: _Fonts) -> _Node:
     name_size, name_lead, gln_size = 7.5, 9.0, 6.5
-    lines = _wrap(party.name, fonts.bold, name_size, w - 8, max_lines=3)
+    lines = _wrap(party.name, fonts.bold, name_size, w - 8, max_lines=m.name_lines)
     block = len(lines) * name_lead + 8.5
-    top = y + (_BOX_H - block) / 2
+    top = y + (m.box_h - block) / 2
     cx = x + w / 2
     texts = [_Text(cx, top + 7 + i * name_lead, line, "bold", name_size) for i, line in enumerate(lines)]
     gln = _fit(f"GLN {party.gln}", fonts.mono, gln_size, w - 6)
     texts.append(_Text(cx, top + len(lines) * name_lead + 7, gln, "mono", gln_size, color=_MUTED))
-    return _Node(party, x, y, w, _BOX_H, tuple(texts))
+    return _Node(party, x, y, w, m.box_h, tuple(texts))
 
 
-def _edge(
-    handover: Handover, start: Point, controls: tuple[Point, Point] | None, end: Point, fonts: _Fonts
-) -> _Edge:
+def _edge(handover: Handover, path: tuple[Point, ...], *, curved: bool, fonts: _Fonts) -> _Edge:
     date_size, label_size = 6.5, 6.0
     date = _day(handover.at)
     label = _fit(handover.label, fonts.regular, label_size, 96) if handover.label else ""
-    widths = [
-        _width(date, fonts.regular, date_size),
-        _width(label, fonts.regular, label_size) if label else 0,
-    ]
-    box_w = max(widths) + 4
-    if controls is None:  # straight: the date just above the line, the label just below
-        mid = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
-        head = _arrow_head(end, start)
+    date_w = _width(date, fonts.regular, date_size) + 4
+    head = _arrow_head(path[-1], path[-2])
+    if not curved:  # the date just above the last segment, the label just below
+        (ax, ay), (bx, by) = path[-2], path[-1]
+        mid = ((ax + bx) / 2, (ay + by) / 2)
         texts = [_Text(mid[0], mid[1] - 3, date, "regular", date_size)]
         if label:
             texts.append(_Text(mid[0], mid[1] + 8, label, "regular", label_size, color=_MUTED))
-        date_w = widths[0] + 4
         backdrop = (mid[0] - date_w / 2, mid[1] - 3 - date_size * 0.85, date_w, date_size * 0.85 + 1.5)
-    else:  # curved: the texts sit on the middle of the curve, over a white box
-        mid = _bezier(start, *controls, end, 0.5)
-        head = _arrow_head(end, controls[1])
+    else:  # the texts sit on the middle of the curve, over a white box
+        mid = _bezier(path[0], path[1], path[2], path[3], 0.5)
         lines = [(date, date_size), (label, label_size)] if label else [(date, date_size)]
+        box_w = max(date_w, _width(label, fonts.regular, label_size) + 4 if label else 0)
         height = sum(size + 1.5 for _, size in lines) + 1
         top = mid[1] - height / 2
         texts = []
@@ -493,7 +515,7 @@ def _edge(
             )
             baseline += 1.5
         backdrop = (mid[0] - box_w / 2, top, box_w, height)
-    return _Edge(handover, start, controls, end, head, backdrop, tuple(texts))
+    return _Edge(handover, path, curved, head, backdrop, tuple(texts))
 
 
 def _font_of(role: Role, fonts: _Fonts) -> str:
@@ -521,12 +543,13 @@ def _drawing(diagram: _Diagram, fonts: _Fonts, max_width: float, max_height: flo
     group = Group()
     for edge in diagram.edges:
         path = ShapePath(strokeColor=ink, strokeWidth=0.9, fillColor=None)
-        path.moveTo(x_of(edge.start[0]), y_of(edge.start[1]))
-        if edge.controls is None:
-            path.lineTo(x_of(edge.end[0]), y_of(edge.end[1]))
+        (x0, y0), *rest = edge.path
+        path.moveTo(x_of(x0), y_of(y0))
+        if edge.curved:
+            path.curveTo(*(v for x, y in rest for v in (x_of(x), y_of(y))))
         else:
-            (c1x, c1y), (c2x, c2y) = edge.controls
-            path.curveTo(x_of(c1x), y_of(c1y), x_of(c2x), y_of(c2y), x_of(edge.end[0]), y_of(edge.end[1]))
+            for x, y in rest:
+                path.lineTo(x_of(x), y_of(y))
         group.add(path)
         group.add(
             Polygon([v for p in edge.head for v in (x_of(p[0]), y_of(p[1]))], fillColor=ink, strokeColor=None)
@@ -619,15 +642,12 @@ def custody_svg(report: InspectionReport) -> str:
         )
         caption = f"{h.sender.name} → {h.receiver.name}, {_stamp(h.at)} UTC"
         ET.SubElement(group, "title").text = f"{caption} ({h.label})" if h.label else caption
-        (x0, y0), (x1, y1) = edge.start, edge.end
-        if edge.controls is None:
-            d = f"M{_num(x0)},{_num(y0)} L{_num(x1)},{_num(y1)}"
-        else:
-            (c1x, c1y), (c2x, c2y) = edge.controls
-            d = (
-                f"M{_num(x0)},{_num(y0)} "
-                f"C{_num(c1x)},{_num(c1y)} {_num(c2x)},{_num(c2y)} {_num(x1)},{_num(y1)}"
-            )
+        (x0, y0), *rest = edge.path
+        d = (
+            f"M{_num(x0)},{_num(y0)} "
+            + ("C" if edge.curved else "L")
+            + " ".join(f"{_num(x)},{_num(y)}" for x, y in rest)
+        )
         ET.SubElement(group, "path", {"d": d, "fill": "none", "stroke": _INK, "stroke-width": "0.9"})
         ET.SubElement(
             group,
@@ -733,7 +753,9 @@ _MARGIN_X = 15 * mm
 _MARGIN_TOP = 20 * mm
 _MARGIN_BOTTOM = 18 * mm
 _FRAME_W = _PAGE_W - 2 * _MARGIN_X
-_DIAGRAM_MAX_H = 300.0
+_FRAME_H = _PAGE_H - _MARGIN_TOP - _MARGIN_BOTTOM
+_DIAGRAM_MAX_H = 300.0  # on page 1 under the identifiers, unless that shrinks it below _DIAGRAM_MIN_SCALE
+_DIAGRAM_MIN_SCALE = 0.6
 _TOTAL_PAGES_FORM = "rxlTotalPages"
 
 _GRID = colors.HexColor("#B8C4D0")
@@ -1046,15 +1068,28 @@ def render_pdf(report: InspectionReport) -> bytes:
 
     story.append(_p("Custody diagram", s.h2))
     diagram = _layout(report, fonts, fit_width=_FRAME_W)
-    if diagram.nodes:
-        story.append(_drawing(diagram, fonts, _FRAME_W, _DIAGRAM_MAX_H))
-        if report.handovers:
-            note = "Parties in order of first appearance; each arrow is a hand-over, labelled with its date."
-        else:
-            note = "No hand-over recorded: the parties that acted, in order."
-        story.append(_p(note, s.note))
+    if report.handovers:
+        note = (
+            "Parties in order of first appearance; each arrow is a hand-over, labelled with its date (UTC)."
+        )
     else:
+        note = "No hand-over recorded: the parties that acted, in order."
+    appendix: list[Any] = []
+    if not diagram.nodes:
         story.append(_p("No party recorded.", s.body))
+    elif min(1.0, _FRAME_W / diagram.width, _DIAGRAM_MAX_H / diagram.height) >= _DIAGRAM_MIN_SCALE:
+        story += [_drawing(diagram, fonts, _FRAME_W, _DIAGRAM_MAX_H), _p(note, s.note)]
+    else:  # too large for page 1 (a batch's fan-out): a page of its own at the end; the PDF zooms
+        story.append(
+            _p(f"{len(diagram.nodes)} parties: the diagram has a page of its own, at the end.", s.body)
+        )
+        appendix = [
+            PageBreak(),
+            _p("Custody diagram", s.h2),
+            _p(note, s.note),
+            Spacer(1, 6),
+            _drawing(diagram, fonts, _FRAME_W, _FRAME_H - 60),
+        ]
 
     parties = _parties(report)
     if parties:
@@ -1099,29 +1134,30 @@ def render_pdf(report: InspectionReport) -> bytes:
         story.append(_p("Holders", s.h2))
         story.append(_holders_table(report, s) if report.holders else _p("No holder recorded.", s.body))
 
-    story.append(_p("Chain evidence", s.h2))
+    evidence_rows = [
+        ("Chain id", _p(str(report.chain_id), s.cell)),
+        ("Evidence block", _p(str(report.evidence_block), s.cell)),
+        ("Evidence block hash", _p(report.evidence_block_hash, s.mono)),
+    ]
+    how_to_verify = (
+        f"This report states the ledger's record as of block {report.evidence_block} "
+        f"(hash above) of chain id {report.chain_id}. Each step of the trail cites the block, "
+        "transaction and log index of its on-chain event, and the key that signed it. To check the "
+        "report without trusting the rxledger API, verify the evidence bundle with "
+        f'<font name="{fonts.mono}">rxledger verify-bundle</font>, and compare the evidence block hash '
+        "with the one given by a node of the network that you trust."
+    )
     story.append(
-        _key_value_table(
+        KeepTogether(
             [
-                ("Chain id", _p(str(report.chain_id), s.cell)),
-                ("Evidence block", _p(str(report.evidence_block), s.cell)),
-                ("Evidence block hash", _p(report.evidence_block_hash, s.mono)),
-            ],
-            s,
+                _p("Chain evidence", s.h2),
+                _key_value_table(evidence_rows, s),
+                Spacer(1, 5),
+                Paragraph(how_to_verify, s.body),
+            ]
         )
     )
-    story.append(Spacer(1, 5))
-    story.append(
-        Paragraph(
-            f"This report states the ledger's record as of block {report.evidence_block} "
-            f"(hash above) of chain id {report.chain_id}. Each step of the trail cites the block, "
-            "transaction and log index of its on-chain event, and the key that signed it. To check the "
-            "report without trusting the rxledger API, verify the evidence bundle with "
-            f'<font name="{fonts.mono}">rxledger verify-bundle</font>, and compare the evidence block hash '
-            "with the one given by a node of the network that you trust.",
-            s.body,
-        )
-    )
+    story += appendix
     story.append(_define_total_pages(fonts))
 
     decorate = _page_decorations(report, fonts)
@@ -1130,7 +1166,7 @@ def render_pdf(report: InspectionReport) -> bytes:
         _MARGIN_X,
         _MARGIN_BOTTOM,
         _FRAME_W,
-        _PAGE_H - _MARGIN_TOP - _MARGIN_BOTTOM,
+        _FRAME_H,
         leftPadding=0,
         rightPadding=0,
         topPadding=0,

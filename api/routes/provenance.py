@@ -4,7 +4,6 @@ block hashes alone."""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -18,9 +17,8 @@ from api.identifiers import Bytes32Hex
 from api.rules import rule_problem
 from api.runtime import Runtime
 from node.gs1.scan import IdentifierError, parse
-from node.indexer.custody import resolve
-from node.indexer.schema import Checkpoint, Container, Organization, Unit, table
-from node.ledger.constants import BatchStatus, ContainerState, UnitState
+from node.indexer.schema import Checkpoint, Container, Organization, table
+from node.ledger.constants import BatchStatus, ContainerState
 from node.ledger.identifiers import container_key, unit_key
 
 router = APIRouter(prefix="/v1/provenance", tags=["provenance"])
@@ -96,7 +94,7 @@ def batch_view(
         if batch is None:
             raise rule_problem(404, "unknown-batch", f"no batch {batch_id}", field="batch_id")
         full = pv.full_view(principal, batch)
-        counts = _units_now(conn, batch["batch_id"])
+        counts = pv.units_now(conn, batch["batch_id"])
         names = {int(r.id): r.name for r in conn.execute(select(table(Organization))).all()}
         holders = [
             {"org_id": holder, "name": names.get(holder), "status": status, "units": n}
@@ -110,28 +108,6 @@ def batch_view(
             "units_total": sum(counts.values()) if full else sum(h["units"] for h in holders),
             "evidence": _checkpoint(conn),
         }
-
-
-def _units_now(conn: Connection, batch_id: str) -> Counter[tuple[int, str]]:
-    """Units per (holder, status): loose units by their own holder; packed ones through their root
-    container, resolved once per container rather than per unit."""
-    u = table(Unit)
-    counts: Counter[tuple[int, str]] = Counter()
-    by_parent: Counter[tuple[str, int]] = Counter()
-    for row in conn.execute(
-        select(u.c.holder, u.c.state, u.c.parent_key, u.c.shipment_id).where(u.c.batch_id == batch_id)
-    ):
-        state = UnitState(int(row.state)).name.lower()
-        if row.parent_key is None:
-            counts[(int(row.holder), "in_transit" if row.shipment_id and state == "active" else state)] += 1
-        else:
-            by_parent[(row.parent_key, int(row.state))] += 1
-    for (parent, state_value), n in by_parent.items():
-        custody = resolve(conn, {"key": parent, "parent_key": parent, "holder": 0, "shipment_id": None})
-        state = UnitState(state_value).name.lower()
-        in_transit = custody.shipment_id is not None and state == "active"
-        counts[(custody.holder, "in_transit" if in_transit else state)] += n
-    return counts
 
 
 @router.get(

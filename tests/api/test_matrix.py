@@ -82,6 +82,7 @@ SPONSOR_QP = grant({QP}, {SPONSOR})  # release, reject, suspend, unsuspend, reca
 COMMISSIONERS = grant({OPERATOR}, {CMO})
 EPCIS_CAPTURERS = grant({OPERATOR}, EVERY_KIND)
 ALERT_HANDLERS = grant({OPERATOR, QP}, {SPONSOR, REGULATOR})
+WEBHOOK_MANAGERS = grant({OPERATOR, KEY_ADMIN}, EVERY_KIND)
 CUSTODY = grant({OPERATOR}, CUSTODIANS)  # pack, ship, receive, decommission...
 FLAGGERS = grant({OPERATOR, QP}, EVERY_KIND)  # anyone who finds a suspect pack says so
 CLEARERS = grant({QP}, {SPONSOR, REGULATOR})  # only the sponsor or the regulator clears it
@@ -520,6 +521,26 @@ ENDPOINTS: list[Endpoint] = [
         EVERYONE,
         lambda w, c, n: Call(f"/v1/provenance/(01){GTIN}(21)MX-NONE{n}/bundle"),
     ),
+    # notifications: an organisation's own webhooks and notifications; the recall view for those
+    # who follow the batch (404 or 409 for a batch that is not recalled)
+    Endpoint(
+        "POST",
+        "/v1/webhooks",
+        WEBHOOK_MANAGERS,
+        lambda w, c, n: Call("/v1/webhooks", {"url": f"http://127.0.0.1:9/mx{n}"}),
+    ),
+    Endpoint("GET", "/v1/webhooks", WEBHOOK_MANAGERS, lambda w, c, n: Call("/v1/webhooks")),
+    Endpoint(
+        "DELETE", "/v1/webhooks/{webhook_id}", WEBHOOK_MANAGERS, lambda w, c, n: Call("/v1/webhooks/999999")
+    ),
+    Endpoint("GET", "/v1/notifications", OWN_ORGANISATION, lambda w, c, n: Call("/v1/notifications")),
+    Endpoint(
+        "GET",
+        "/v1/notifications/stream",
+        OWN_ORGANISATION,
+        lambda w, c, n: Call("/v1/notifications/stream", params={"follow": "false"}),
+    ),
+    Endpoint("GET", "/v1/recalls/{batch_id}", EVERYONE, lambda w, c, n: Call(f"/v1/recalls/{w.batch_id}")),
     # EPCIS 2.0: capture needs an operator (each mapped action then its own right: not tested here,
     # an inspection changes no custody); reading needs an organisation, whose visibility applies
     Endpoint(
