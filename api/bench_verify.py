@@ -36,12 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from node.deploy import Manifest
     from node.devnet import Devnet
     from node.ledger.consortium import Org
+    from node.settings import Settings
 
 GTIN = "09506000134352"  # node.ledger.journey.JOURNEY_GTIN
 EXPIRY_YYMMDD = 281231  # what node.ledger.journey.released_batch records
@@ -153,6 +154,21 @@ def bare_app() -> FastAPI:
     return app
 
 
+def bare_sync_app() -> FastAPI:
+    """The bare endpoint as verify is dispatched: a plain `def` with a plain `def` dependency, so
+    both run in the thread pool (profiling only: what the thread hops cost)."""
+    app = FastAPI()
+
+    def dep() -> int:
+        return 1
+
+    @app.post("/bare")
+    def bare(body: BareIn, _: Annotated[int, Depends(dep)]) -> dict[str, Any]:
+        return {"ok": True, "serial": body.serial}
+
+    return app
+
+
 def verify_app() -> FastAPI:
     """The real API from RXLEDGER_* environment variables, without the outbox submitter (verify is
     read-only; a submitter per worker would only poll the outbox)."""
@@ -173,6 +189,7 @@ class Built:
     token: str
     sqlite_url: str
     pg_url: str | None = None
+    pg_pidfile: str | None = None  # the throwaway cluster's postmaster.pid (its CPU is counted)
     rpc_url: str = ""
     phases: dict[str, float] = field(default_factory=dict)
     chain: dict[str, Any] = field(default_factory=dict)
@@ -409,6 +426,7 @@ def build(args: argparse.Namespace, tmp: Path, devnet: Devnet, console: Console,
         token=token,
         sqlite_url=sqlite_url,
         pg_url=pg_url,
+        pg_pidfile=args.pg_pidfile,
         rpc_url=devnet.rpc_url,
         phases=dict(phases.seconds),
         chain={
@@ -489,7 +507,8 @@ class Server:
         self.port = _free_port()
         self.workers = workers
         self.cmd = [
-            sys.executable, "-m", "uvicorn", f"api.bench_verify:{factory}", "--factory",
+            sys.executable, "-m", "uvicorn", factory if ":" in factory else f"api.bench_verify:{factory}",
+            "--factory",
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
             "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
@@ -542,7 +561,8 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def _group_cpu(pgid: int) -> float:
+def _cpu_where(match: Callable[[int, int, int], bool]) -> float:
+    """CPU seconds (utime + stime) of the live processes for which match(pid, ppid, pgrp) holds."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for entry in os.listdir("/proc"):
@@ -552,10 +572,25 @@ def _group_cpu(pgid: int) -> float:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid:  # fields[0] is state, [1] ppid, [2] pgrp
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+        fields = stat[stat.rindex(")") + 2 :].split()  # [0] state, [1] ppid, [2] pgrp, [11] utime
+        if match(int(entry), int(fields[1]), int(fields[2])):
+            total += int(fields[11]) + int(fields[12])
     return total / ticks
+
+
+def _group_cpu(pgid: int) -> float:
+    return _cpu_where(lambda pid, ppid, pgrp: pgrp == pgid)
+
+
+def _postgres_cpu(pidfile: str | None) -> float:
+    """CPU seconds of a PostgreSQL cluster: the postmaster and its children (backends)."""
+    if pidfile is None:
+        return 0.0
+    try:
+        postmaster = int(Path(pidfile).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return _cpu_where(lambda pid, ppid, pgrp: postmaster in (pid, ppid))
 
 
 # ------------------------------------------------------------------ load generator
@@ -667,8 +702,11 @@ class Measurement:
     max_ms: float
     errors: int
     ok_share: float
-    server_cpu: float  # cores busy on average over the measured window
-    client_cpu: float
+    server_cpu: float  # cores busy on average over the measured window (uvicorn and its workers)
+    client_cpu: float  # load generator process(es)
+    machine_cpu: float  # all CPUs, from /proc/stat
+    db_cpu: float  # the PostgreSQL cluster's processes (0 for SQLite: in the server's processes)
+    other_cpu: float  # what neither the server, the generator nor this process used: other load
 
 
 def _pct(ordered: Sequence[float], q: float) -> float:
@@ -683,6 +721,7 @@ def measure(
     args: argparse.Namespace,
     token: str,
     console: Console,
+    pg_pidfile: str | None = None,
 ) -> Measurement:
     ctx = multiprocessing.get_context("spawn")
     go = ctx.Event()
@@ -722,9 +761,13 @@ def measure(
                 now = time.monotonic()
                 if cpu_a is None and now >= t_start + args.warmup:
                     cpu_a, wall_a = server.cpu_seconds(), now
+                    db_a = _postgres_cpu(pg_pidfile)
+                    busy_a, self_a = _machine_jiffies(), time.process_time()
                 bar.update(task, completed=min(args.warmup + args.duration, max(0.0, now - t_start)))
                 time.sleep(0.2)
             cpu_b, wall_b = server.cpu_seconds(), time.monotonic()
+            db_b = _postgres_cpu(pg_pidfile)
+            busy_b, self_b = _machine_jiffies(), time.process_time()
             bar.update(task, completed=args.warmup + args.duration)
         results = [out.get(timeout=120) for _ in procs]
         for p in procs:
@@ -745,6 +788,11 @@ def measure(
     if not lat:
         raise RuntimeError("no request completed in the measured window")
     assert cpu_a is not None
+    server_cpu = (cpu_b - cpu_a) / (wall_b - wall_a)
+    client_cpu = sum(r["cpu_s"] for r in results) / args.duration
+    machine_cpu = (busy_b[0] - busy_a[0]) / max(1, busy_b[1] - busy_a[1]) * (os.cpu_count() or 1)
+    self_cpu = (self_b - self_a) / (wall_b - wall_a)
+    db_cpu = (db_b - db_a) / (wall_b - wall_a)
     return Measurement(
         backend=backend,
         app=app,
@@ -758,34 +806,151 @@ def measure(
         max_ms=lat[-1] * 1000,
         errors=sum(v for k, v in statuses.items() if k != 200),
         ok_share=sum(r["ok"] for r in results) / len(lat),
-        server_cpu=(cpu_b - cpu_a) / (wall_b - wall_a),
-        client_cpu=sum(r["cpu_s"] for r in results) / args.duration,
+        server_cpu=server_cpu,
+        client_cpu=client_cpu,
+        machine_cpu=machine_cpu,
+        db_cpu=db_cpu,
+        other_cpu=max(0.0, machine_cpu - server_cpu - db_cpu - client_cpu - self_cpu),
     )
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot (/proc/stat: user nice system idle iowait irq
+    softirq steal)."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(values) - values[3] - values[4], sum(values)
+
+
+def wait_quiet(max_wait: float, console: Console, threshold: float = 0.2) -> float:
+    """Wait (up to max_wait s) until the machine is idle: other sessions' work would compete with
+    both server and generator. Returns the CPU cores busy in the last 2 s sample."""
+    deadline = time.monotonic() + max_wait
+    cpus = os.cpu_count() or 1
+    warned = False
+    while True:
+        a = _machine_jiffies()
+        time.sleep(2.0)
+        b = _machine_jiffies()
+        busy = (b[0] - a[0]) / max(1, b[1] - a[1]) * cpus
+        if busy < threshold or time.monotonic() > deadline:
+            if busy >= threshold:
+                console.print(
+                    f"[yellow]machine still busy ({busy:.2f} cores used by others): measuring anyway[/]"
+                )
+            return busy
+        if not warned:
+            console.print(
+                f"[yellow]machine busy ({busy:.2f} cores by other processes): waiting up to {max_wait:g} s[/]"
+            )
+            warned = True
 
 
 # ------------------------------------------------------------------ profile (in-process)
 
 
+def _timed(n: int, fn: Callable[[int], object]) -> float:
+    """Milliseconds per call of fn(i) over n calls (after one warm-up call)."""
+    fn(0)
+    t0 = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return (time.perf_counter() - t0) / n * 1000
+
+
+def _settings_for(built: Built, url: str) -> Settings:
+    from node.settings import Settings
+
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        rpc_url=built.rpc_url,
+        database_url=url,
+        manifest_dir=built.tmp / "deployments",
+        keystore_dir=built.tmp / "keystore",
+        documents_dir=built.tmp / "documents",
+        data_dir=built.tmp,
+    )
+
+
+async def _asgi_requests(app: FastAPI, path: str, bodies: Sequence[dict[str, Any]], token: str) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        for body in bodies:
+            r = await client.post(path, json=body, headers=headers)
+            if r.status_code != 200:
+                raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
+
+
+@contextlib.contextmanager
+def _inline_threadpool() -> Iterator[None]:
+    """Run FastAPI's sync endpoints and dependencies in the calling thread, so that one cProfile
+    sees the whole request (profiling only)."""
+    import fastapi.dependencies.utils as deps
+    import fastapi.routing as routing
+
+    async def inline(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    name, modules = "run_in_threadpool", (routing, deps)
+    saved = [getattr(m, name) for m in modules]
+    for m in modules:
+        setattr(m, name, inline)
+    try:
+        yield
+    finally:
+        for m, original in zip(modules, saved, strict=True):
+            setattr(m, name, original)
+
+
 def profile(built: Built, url: str, n: int, console: Console) -> dict[str, Any]:
-    """cProfile over `n` direct verify_pack calls (the same request mix, parsing included), and the
-    SQL statements one verification runs, with their time."""
+    """Where a verification's time goes, in this process, one request after the other: each part of
+    the request timed on its own (no profiler), the SQL statements verify_pack runs, the whole
+    request through the ASGI app (no HTTP) against the bare app, and a cProfile of whole requests."""
     import cProfile
     import io
     import pstats
 
+    from rich.table import Table
     from sqlalchemy import event
+    from starlette.requests import Request
 
-    from api.auth import Principal
+    from api import audit
+    from api.app import create_app
+    from api.auth import Principal, authenticate
+    from api.database import api_engine
     from api.routes.verification import PackCode
+    from api.runtime import Runtime
     from api.verify import verify_pack
-    from node.indexer.database import read_model_engine
 
-    engine = read_model_engine(url)
-    principal = Principal(1, "pharmacy.counter", "Pharmacy counter", "operator", built.pharmacy_org,
-                          frozenset({"DISPENSER"}), 1)  # fmt: skip
+    settings = _settings_for(built, url)
+    engine = api_engine(url)
+    runtime = Runtime.create(settings, engine)
     rng = random.Random(7)
     layout = Layout(built.units)
     bodies = [sample_body(layout, rng) for _ in range(n)]
+    idents = [PackCode(**b).identifier() for b in bodies]
+    principal = Principal(1, "pharmacy.counter", "Pharmacy counter", "operator", built.pharmacy_org,
+                          frozenset({"DISPENSER"}), 1)  # fmt: skip
+    scope = {"type": "http", "method": "POST", "path": "/v1/verify", "query_string": b"",
+             "headers": [(b"authorization", f"Bearer {built.token}".encode())]}  # fmt: skip
+
+    def verify_one(i: int) -> None:
+        with engine.connect() as conn:
+            verify_pack(conn, principal, idents[i % n])
+
+    audit_fields = {"request_id": "bench", "user_id": 1, "username": "pharmacy.counter",
+                    "org_id": built.pharmacy_org, "method": "POST", "path": "/v1/verify",
+                    "action": "read", "status": 200, "outcome": "ok", "operation_id": None}  # fmt: skip
+    parts = {
+        "body -> identifier (PackCode, scan parse)": _timed(
+            n, lambda i: PackCode(**bodies[i % n]).identifier()
+        ),
+        "authenticate (token, user, org)": _timed(n, lambda i: authenticate(Request(scope), runtime)),
+        "verify_pack (read models)": _timed(n, verify_one),
+        "audit.append (middleware, every POST)": _timed(n, lambda i: audit.append(engine, **audit_fields)),
+    }
     sql: dict[str, list[float]] = {}
     started: dict[int, float] = {}
 
@@ -793,43 +958,65 @@ def profile(built: Built, url: str, n: int, console: Console) -> dict[str, Any]:
         started[id(cursor)] = time.perf_counter()
 
     def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        sql.setdefault(" ".join(statement.split())[:150], []).append(
-            time.perf_counter() - started.pop(id(cursor), time.perf_counter())
-        )
+        t = time.perf_counter() - started.pop(id(cursor), time.perf_counter())
+        sql.setdefault(" ".join(statement.split())[:110], []).append(t)
 
-    with engine.connect() as conn:  # warm the page cache and SQLAlchemy's statement cache
-        for body in bodies[:200]:
-            verify_pack(conn, principal, PackCode(**body).identifier())
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
-    prof = cProfile.Profile()
-    t0 = time.perf_counter()
-    prof.enable()
-    for body in bodies:
-        with engine.connect() as conn:
-            verify_pack(conn, principal, PackCode(**body).identifier())
-    prof.disable()
-    wall = time.perf_counter() - t0
+    for i in range(n):
+        verify_one(i)
     event.remove(engine, "before_cursor_execute", before)
     event.remove(engine, "after_cursor_execute", after)
-    buf = io.StringIO()
-    stats = pstats.Stats(prof, stream=buf)
-    stats.sort_stats("cumulative").print_stats(30)
-    stats.sort_stats("tottime").print_stats(20)
-    console.print(buf.getvalue(), highlight=False, markup=False)
-    total_sql = sum(sum(v) for v in sql.values())
-    from rich.table import Table
 
-    table = Table(title=f"SQL per verification ({n} verify_pack calls, {wall / n * 1000:.2f} ms each)")
-    for c in ("statement", "per verify", "mean µs", "share of SQL"):
+    app = create_app(settings, run_submitter=False)
+    bare = bare_app()
+    asyncio.run(_asgi_requests(app, "/v1/verify", bodies[:50], built.token))
+    asyncio.run(_asgi_requests(bare, "/bare", bodies[:50], built.token))
+    whole: dict[str, float] = {}
+    targets = (
+        ("verify", app, "/v1/verify"),
+        ("bare", bare, "/bare"),
+        ("bare_sync", bare_sync_app(), "/bare"),
+    )
+    for name, target, path in targets:
+        t0 = time.perf_counter()
+        asyncio.run(_asgi_requests(target, path, bodies, built.token))
+        whole[name] = (time.perf_counter() - t0) / n * 1000
+
+    table = Table(title=f"one verification, part by part ({n} calls each, one after the other, no profiler)")
+    table.add_column("part")
+    table.add_column("ms per call", justify="right")
+    for name, ms in parts.items():
+        table.add_row(name, f"{ms:.3f}")
+    table.add_row(
+        "whole POST /v1/verify through the ASGI app (httpx client included)", f"{whole['verify']:.3f}"
+    )
+    table.add_row("whole POST /bare through the ASGI app (httpx client included)", f"{whole['bare']:.3f}")
+    table.add_row("  same, `def` endpoint + `def` dependency (thread pool)", f"{whole['bare_sync']:.3f}")
+    console.print(table)
+    total_sql = sum(sum(v) for v in sql.values())
+    of = parts["verify_pack (read models)"]
+    table = Table(title=f"SQL statements of verify_pack: {total_sql / n * 1000:.3f} ms of {of:.3f} ms")
+    for c in ("statement", "per verify", "mean µs in the driver"):
         table.add_column(c, justify="right" if c != "statement" else "left")
     for stmt, times in sorted(sql.items(), key=lambda kv: -sum(kv[1])):
-        table.add_row(stmt, f"{len(times) / n:.2f}", f"{statistics.fmean(times) * 1e6:.0f}",
-                      f"{sum(times) / total_sql:.0%}")  # fmt: skip
+        table.add_row(stmt, f"{len(times) / n:.2f}", f"{statistics.fmean(times) * 1e6:.0f}")
     console.print(table)
+
+    prof = cProfile.Profile()
+    with _inline_threadpool():
+        prof.enable()
+        asyncio.run(_asgi_requests(app, "/v1/verify", bodies, built.token))
+        prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    stats.sort_stats("cumulative").print_stats(r"(/api/|/node/)", 25)
+    stats.sort_stats("tottime").print_stats(15)
+    console.print(buf.getvalue(), highlight=False, markup=False, soft_wrap=True)
     engine.dispose()
     return {
-        "verify_pack_ms": wall / n * 1000,
+        "parts_ms": parts,
+        "whole_ms": whole,
         "sql_ms_per_verify": total_sql / n * 1000,
         "statements_per_verify": sum(len(v) for v in sql.values()) / n,
     }
@@ -928,7 +1115,8 @@ def print_report(
         f"{args.clients} generator process(es), {args.duration:g} s each after {args.warmup:g} s warm-up"
     )
     cols = ("DB", "workers", "verify p50/p95/p99 ms", "verify rps", "bare p50/p95/p99 ms", "bare rps",
-            "rps verify/bare", "p95 verify/bare", "server CPU v/b", "client CPU v/b", "ok share",
+            "rps verify/bare", "p95 verify/bare", "server CPU v/b", "client CPU v/b", "other load v/b",
+            "ok share",
             f"bar: p95<{P95_BAR_MS:g} ms & rps>={RPS_BAR:g}x")  # fmt: skip
     for c in cols:
         table.add_column(c, justify="right")
@@ -947,12 +1135,25 @@ def print_report(
             f"{b.rps:,.0f}",
             f"{ratio:.3f}",
             f"{m.p95_ms / b.p95_ms:.1f}",
-            f"{m.server_cpu:.2f} / {b.server_cpu:.2f}",
+            f"{m.server_cpu:.2f}{f'+{m.db_cpu:.2f} PG' if m.db_cpu else ''} / {b.server_cpu:.2f}",
             f"{m.client_cpu:.2f} / {b.client_cpu:.2f}",
+            f"{m.other_cpu:.2f} / {b.other_cpu:.2f}",
             f"{m.ok_share:.0%}",
             "[green]met[/]" if met else "[red]not met[/]",
         )
     console.print(table)
+    knee = args.concurrency / 0.050
+    console.print(
+        f"closed loop: {args.concurrency} requests always in flight on keep-alive connections from "
+        f"{args.clients} generator process(es) (raw HTTP/1.1, asyncio + uvloop, bodies pre-built); at "
+        f"saturation latency = in flight / throughput (Little's law), so p95 < {P95_BAR_MS:g} ms at "
+        f"concurrency {args.concurrency} needs more than ~{knee:,.0f} requests/s.\n"
+        "verify: create_app(run_submitter=False) under uvicorn --workers N (uvloop, httptools, no access "
+        "log), authenticated as a pharmacy operator; bare: one async POST endpoint, same uvicorn options.\n"
+        "CPU in cores: server = uvicorn and its workers (+ PostgreSQL's processes), client = generator, "
+        "other = what the rest of the machine used meanwhile (other sessions: noise).",
+        highlight=False,
+    )
     bad = [m for m in measurements if m.errors]
     for m in bad:
         console.print(f"[red]{m.app} {m.backend} x{m.workers}: {m.errors} non-200 answers[/]")
@@ -991,13 +1192,16 @@ def run_measurements(
             factory = "bare_app" if app == "bare" else "verify_app"
             label = f"{app}{'' if app == 'bare' else ' ' + backend} x{workers}"
             server = Server(factory, workers, _server_env(built, url), built.tmp, built.tmp / "uvicorn.log")
+            pidfile = built.pg_pidfile if backend == "PostgreSQL" else None
             try:
                 path = "/bare" if app == "bare" else "/v1/verify"
                 server.wait_ready(path, built.token, ok_body)
                 if app == "verify":
                     _check_verdicts(server.port, built.token, ok_body, elsewhere)
+                if args.quiet_wait > 0:
+                    wait_quiet(args.quiet_wait, console)
                 with phases(f"measure {label}"):
-                    out.append(measure(label, backend, app, server, args, built.token, console))
+                    out.append(measure(label, backend, app, server, args, built.token, console, pidfile))
             finally:
                 server.stop()
     return out
@@ -1037,10 +1241,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (database) for --reuse")
     parser.add_argument("--reuse", type=Path, default=None, help="measure a kept dir again, no rebuild")
     parser.add_argument("--profile", type=int, default=0, help="cProfile N verify_pack calls in-process")
+    parser.add_argument("--quiet-wait", type=float, default=120.0, help="wait up to S s for an idle machine")
     parser.add_argument("--no-measure", action="store_true", help="build (and profile) only")
     args = parser.parse_args()
     args.units = -(-args.units // 1000) * 1000
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     phases = Phases()
     t_all = time.perf_counter()
     with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
@@ -1062,8 +1267,9 @@ def main() -> None:
                 pg = TempPostgres().start()
                 stack.callback(pg.stop)
                 args.pg_url = pg.database_url("bench_verify")
+                args.pg_pidfile = str(pg.data / "postmaster.pid")
             else:
-                args.pg_url = None
+                args.pg_url, args.pg_pidfile = None, None
             # Base fee 0 (a consortium chain charges no gas); otherwise 100 full blocks in a row
             # raise it 12.5% each, to ~20,000 gwei.
             devnet = stack.enter_context(

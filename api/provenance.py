@@ -213,6 +213,8 @@ def batch_history(conn: Connection, batch_id: str) -> dict[str, Any]:
             "from": BatchStatus(r.from_status).name.lower(),
             "to": BatchStatus(r.to_status).name.lower(),
             "organization": names.get(int(r.org_id), {}).get("name"),
+            "org_id": int(r.org_id),
+            "gln": names.get(int(r.org_id), {}).get("gln"),
             "signer": r.signer,
             "reason_hash": r.reason_hash,
         }
@@ -226,6 +228,8 @@ def batch_history(conn: Connection, batch_id: str) -> dict[str, Any]:
             "kind": CertificateKind(r.kind).name.lower(),
             "meaning": r.meaning,
             "organization": names.get(int(r.org_id), {}).get("name"),
+            "org_id": int(r.org_id),
+            "gln": names.get(int(r.org_id), {}).get("gln"),
             "signer": r.signer,
             "block_number": r.block_number,
             "tx_hash": r.tx_hash,

@@ -1081,7 +1081,7 @@ def render_pdf(report: InspectionReport) -> bytes:
         story += [_drawing(diagram, fonts, _FRAME_W, _DIAGRAM_MAX_H), _p(note, s.note)]
     else:  # too large for page 1 (a batch's fan-out): a page of its own at the end; the PDF zooms
         story.append(
-            _p(f"{len(diagram.nodes)} parties: the diagram has a page of its own, at the end.", s.body)
+            _p(f"The diagram ({len(diagram.nodes)} parties) has a page of its own, at the end.", s.body)
         )
         appendix = [
             PageBreak(),

@@ -4,9 +4,9 @@ block hashes alone."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from sqlalchemy import Connection, select
 
 from api import provenance as pv
@@ -14,6 +14,8 @@ from api.auth import REGULATOR, Permit, Principal, RuntimeDep
 from api.bundle import build_bundle
 from api.epcis.plain import expiry_date
 from api.identifiers import Bytes32Hex
+from api.reports.build import report as build_report
+from api.reports.inspection import InspectionReport, render_csv, render_pdf
 from api.rules import rule_problem
 from api.runtime import Runtime
 from node.gs1.scan import IdentifierError, parse
@@ -108,6 +110,92 @@ def batch_view(
             "units_total": sum(counts.values()) if full else sum(h["units"] for h in holders),
             "evidence": _checkpoint(conn),
         }
+
+
+def _generated_by(conn: Connection, principal: Principal) -> str:
+    names = {int(r.id): r.name for r in conn.execute(select(table(Organization))).all()}
+    org = names.get(principal.org_id or 0, "consortium admin")
+    return f"{principal.printed_name} ({principal.username}), {org}"
+
+
+def _report_response(data: InspectionReport, form: str, name: str) -> Response:
+    if form == "pdf":
+        return Response(
+            render_pdf(data),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+        )
+    return Response(
+        render_csv(data),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
+@router.get(
+    "/batches/{batch_id}/report.{form}",
+    summary="Inspection report of a batch: status history, certificates, holders, evidence (pdf or csv)",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}, "text/csv": {}}}},
+)
+def batch_report(
+    batch_id: Bytes32Hex,
+    form: Literal["pdf", "csv"],
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("read"))],
+) -> Response:
+    view = batch_view(batch_id, runtime, principal)
+    with runtime.engine.connect() as conn:
+        by = _generated_by(conn, principal)
+    data = build_report(
+        subject={"kind": "batch", "gtin": view["batch"]["gtin"]},
+        batch=view["batch"],
+        steps=[],
+        history=view,
+        evidence=view["evidence"],
+        chain_id=runtime.settings.chain_id,
+        generated_by=by,
+        status=view["batch"]["status"],
+        holders=[(str(u["name"]), str(u["status"]), int(u["units"])) for u in view["units"]],
+    )
+    return _report_response(data, form, f"batch-{view['batch']['lot']}")
+
+
+@router.get(
+    "/{identifier:path}/report.{form}",
+    summary="Inspection report of a pack or container: trail, custody diagram, certificates (pdf or csv)",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}, "text/csv": {}}}},
+)
+def item_report(
+    identifier: str,
+    form: Literal["pdf", "csv"],
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("read"))],
+) -> Response:
+    answer = trail(identifier, runtime, principal)
+    with runtime.engine.connect() as conn:
+        by = _generated_by(conn, principal)
+    steps = answer["steps"]
+    last = steps[-1] if steps else {}
+    status = answer.get("state") or last.get("reason") or last.get("action") or "unknown"
+    data = build_report(
+        subject=answer["subject"],
+        batch=answer.get("batch"),
+        steps=steps,
+        history=answer,
+        evidence=answer["evidence"],
+        chain_id=runtime.settings.chain_id,
+        generated_by=by,
+        status=str(status),
+    )
+    subject = answer["subject"]
+    name = (
+        f"pack-{subject['gtin']}-{subject['serial']}"
+        if subject["kind"] == "unit"
+        else f"container-{subject['sscc']}"
+    )
+    return _report_response(data, form, name)
 
 
 @router.get(

@@ -213,3 +213,36 @@ def test_verify_certificate_from_the_chain(consortium: Consortium, journey: str,
     assert "anchored" in good.output and "analysis" in good.output
     coa.write_bytes(b"CoA PV-1 (edited)")
     assert _cli("verify-certificate", str(coa), "--batch", journey, env=env).exit_code == 1
+
+
+def test_inspection_report_as_pdf_and_csv(consortium: Consortium, journey: str, tmp_path: Path) -> None:
+    import csv
+    import io
+
+    import pypdfium2 as pdfium
+
+    regulator = consortium.as_("regulator", "viewer")
+    response = regulator.http.get(path(PACK) + "/report.pdf", headers=regulator._headers())
+    assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
+    (tmp_path / "pack-report.pdf").write_bytes(response.content)
+    pdf = pdfium.PdfDocument(response.content)
+    image = pdf[0].render(scale=1.5).to_pil()
+    image.save(tmp_path / "pack-report-page1.png")
+    gray = image.convert("L")
+    histogram = gray.histogram()  # 256 bins of grey levels
+    assert sum(histogram[:200]) > 0.01 * sum(histogram)  # not blank: over 1 % of pixels are ink
+    text = "".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+    for expected in (JOURNEY_GTIN, "PV1A", "PV-1", "City Pharmacy", "Alpine Logistics 3PL"):
+        assert expected in text, expected
+    rows = list(
+        csv.reader(
+            io.StringIO(regulator.http.get(path(PACK) + "/report.csv", headers=regulator._headers()).text)
+        )
+    )
+    assert len(rows) == 1 + len(JOURNEY) and "shipped" in {r[1] for r in rows[1:]} | {
+        c for r in rows for c in r
+    }
+    batch_pdf = regulator.http.get(
+        f"/v1/provenance/batches/{journey}/report.pdf", headers=regulator._headers()
+    )
+    assert batch_pdf.status_code == 200 and batch_pdf.content.startswith(b"%PDF")
