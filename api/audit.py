@@ -13,7 +13,7 @@ from sqlmodel import Session, col
 
 from api.models import AuditEntry
 
-_lock = threading.Lock()  # one appender at a time in this process; Postgres adds an advisory lock
+_lock = threading.Lock()  # one appender at a time in this process; the database's lock across them
 _ADVISORY_KEY = 0x72786C6564676572 & 0x7FFFFFFFFFFFFFFF  # "rxledger"
 _HASHED = (
     "at", "request_id", "user_id", "username", "org_id", "method", "path", "action", "status",
@@ -30,6 +30,11 @@ def append(engine: Engine, **fields: Any) -> AuditEntry:
     with _lock, Session(engine) as session:
         if engine.dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+        else:
+            # SQLite: take the database's write lock before reading the last hash, or another
+            # process can read the same one and fork the chain (a write matching no row takes it,
+            # and fires no trigger)
+            session.execute(text("UPDATE api_audit_log SET id = id WHERE 0"))
         last = session.execute(
             select(col(AuditEntry.entry_hash)).order_by(col(AuditEntry.id).desc()).limit(1)
         ).scalar()

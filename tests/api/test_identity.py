@@ -163,3 +163,31 @@ def test_health_reports_the_outbox(net: ApiNet, tmp_path: Path) -> None:
     assert status.oldest_waiting_s >= 30 and problems == [
         "outbox: 1 operations wait and no submitter is running"
     ]
+
+
+def _append_entries(url: str, n: int) -> None:
+    from api import audit as audit_log
+    from api.database import api_engine
+
+    engine = api_engine(url)
+    for i in range(n):
+        audit_log.append(
+            engine, request_id=f"mp{i}", method="POST", path="/x", action="x", status=200, outcome="ok"
+        )
+
+
+def test_audit_chain_holds_with_several_api_processes_on_sqlite(tmp_path: Path) -> None:
+    """Several API workers append at once: each reads the last hash under the database's write lock,
+    so the chain never forks (it did, with a per-process lock only)."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path}/audit.db"
+    engine = api_engine(url)
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=_append_entries, args=(url, 40)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    assert audit.verify_chain(engine) == (120, None)
