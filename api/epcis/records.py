@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from node.epcis.hashid import event_digest
-
 from api.plan import EventRecord
 from node.epcis.events import CONTEXT
+from node.epcis.hashid import event_digest
 from node.gs1.scan import IdentifierError, parse
 from node.ledger.identifiers import container_key, gs1_check_digit, unit_key
 
