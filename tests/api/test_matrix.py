@@ -541,6 +541,18 @@ ENDPOINTS: list[Endpoint] = [
         lambda w, c, n: Call("/v1/notifications/stream", params={"follow": "false"}),
     ),
     Endpoint("GET", "/v1/recalls/{batch_id}", EVERYONE, lambda w, c, n: Call(f"/v1/recalls/{w.batch_id}")),
+    Endpoint(
+        "GET",
+        "/v1/provenance/batches/{batch_id}/report.{form}",
+        EVERYONE,
+        lambda w, c, n: Call(f"/v1/provenance/batches/{w.batch_id}/report.csv"),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/provenance/{identifier}/report.{form}",
+        EVERYONE,
+        lambda w, c, n: Call(f"/v1/provenance/(01){GTIN}(21)MX-NONE{n}/report.pdf"),
+    ),
     # EPCIS 2.0: capture needs an operator (each mapped action then its own right: not tested here,
     # an inspection changes no custody); reading needs an organisation, whose visibility applies
     Endpoint(
