@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from api.auth import Principal
-from api.epcis.plain import ANCHORS_PER_TX, expiry_date
+from api.epcis.plain import ANCHORS_PER_TX, expiry_date, org_gln
 from api.epcis.records import cbv_uri, cbv_word, gln_of, item_of, make_record
 from api.plan import EventRecord, KeyRef, Plan, TxStep, chunks
 from api.problems import Problem
@@ -108,11 +108,7 @@ class CaptureMapper:
         self.principal = principal
         self.context = context
         self.names = prefixes(context)
-        with Session(runtime.engine) as session:
-            gln = session.execute(
-                select(table(Organization).c.gln).where(table(Organization).c.id == principal.org_id)
-            ).scalar()
-        self.gln = str(gln) if gln else None
+        self.gln = org_gln(runtime, principal.org_id)
         self.received_at: dict[str, str] = {}  # item key -> GLN where the document receives it
 
     def scan(self, events: Sequence[Mapping[str, Any]]) -> None:

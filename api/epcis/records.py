@@ -12,13 +12,12 @@ from urllib.parse import unquote
 from api.plan import EventRecord
 from node.epcis.events import CONTEXT
 from node.epcis.hashid import event_digest
-from node.gs1.scan import IdentifierError, parse
+from node.gs1.scan import CSET82, IdentifierError, parse
 from node.ledger.identifiers import container_key, gs1_check_digit, unit_key
 
 CBV = "https://ref.gs1.org/cbv/"
 _CBV_URN = re.compile(r"^urn:epcglobal:cbv:(bizstep|disp|btt|sdt):(.+)$")
 _URN_KIND = {"bizstep": "BizStep", "disp": "Disp", "btt": "BTT", "sdt": "SDT"}
-_CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
 # The Digital Link of a pack as rxledger and most systems write it: parsed without biip (10x faster
 # on documents of thousands of packs), with the same checks; anything else goes through biip.
 _SGTIN_DL = re.compile(r"^https?://[^/?#]+(?:/[^?#]*)?/01/(\d{14})/21/([^/?#]+)$")
@@ -100,7 +99,7 @@ def item_of(uri: str) -> Item:
     fast = _SGTIN_DL.match(uri)
     if fast:
         gtin, serial = fast.group(1), unquote(fast.group(2))
-        if gs1_check_digit(gtin[:13]) == int(gtin[13]) and _CSET82.match(serial):
+        if gs1_check_digit(gtin[:13]) == int(gtin[13]) and CSET82.match(serial):
             return Item("unit", "0x" + unit_key(gtin, serial).hex(), gtin=gtin, serial=serial)
     identifier = parse(uri)
     if identifier.kind == "sgtin":

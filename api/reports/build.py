@@ -14,6 +14,7 @@ from api.reports.inspection import (
     StatusChange,
     Step,
 )
+from api.routes.custody import shipment_label
 
 
 def _at(timestamp: int) -> dt.datetime:
@@ -38,12 +39,7 @@ def _named(row: dict[str, Any]) -> Party:
 
 def _shipment(hex_id: str) -> str:
     """A shipment id as its sender wrote it (text ids are stored as padded bytes32)."""
-    try:
-        raw = bytes.fromhex(hex_id.removeprefix("0x"))
-        text = raw.rstrip(b"\0").decode()
-        return text if text.isprintable() and text else hex_id
-    except (ValueError, UnicodeDecodeError):
-        return hex_id
+    return shipment_label(bytes.fromhex(hex_id.removeprefix("0x")))
 
 
 def report(

@@ -16,6 +16,7 @@ from sqlmodel import Session, col
 
 from api import alerts as alerting
 from api.auth import Permit, Principal, RuntimeDep
+from api.epcis.plain import org_gln
 from api.identifiers import Gln, Gtin, Lot, Serial, UnitRef
 from api.models.alerts import Alert, AlertStatus
 from api.problems import Problem
@@ -25,7 +26,6 @@ from api.rules import PROBLEM_BASE, rule_problem
 from api.runtime import Runtime
 from api.verify import ALREADY_DISPENSED, COUNTERFEIT_SIGNALS, Verification, verify_pack
 from node.gs1.scan import Identifier, IdentifierError, parse
-from node.indexer.schema import Organization, table
 
 router = APIRouter(tags=["verification"])
 
@@ -243,14 +243,7 @@ def vrs(
 
 def _responder_gln(runtime: Runtime, body: dict[str, Any]) -> str | None:
     """The manufacturer answers for its product (the network answers on its behalf)."""
-    maker = (body.get("manufacturer") or {}).get("org_id")
-    if maker is None:
-        return None
-    with Session(runtime.engine) as session:
-        gln = session.execute(
-            select(table(Organization).c.gln).where(table(Organization).c.id == maker)
-        ).scalar()
-    return str(gln) if gln else None
+    return org_gln(runtime, (body.get("manufacturer") or {}).get("org_id"))
 
 
 # ---------------------------------------------------------------------- alerts

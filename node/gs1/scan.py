@@ -27,7 +27,7 @@ GS = "\x1d"
 _SYMBOLOGY = re.compile(r"^\][A-Za-z][0-9A-Za-z]")
 # GS1 Digital Link 1.1 convenience keys, still produced by some printers and resolvers
 _CONVENIENCE = {"gtin": "01", "cpv": "22", "lot": "10", "ser": "21", "sscc": "00", "gln": "414", "exp": "17"}
-_CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
+CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
 
 
 class IdentifierError(ValueError):
@@ -209,7 +209,7 @@ def _from_message(message: GS1Message) -> Identifier:
     if sscc is not None:
         _check_digit("SSCC", sscc)
     for ai, value in (("21", serial), ("10", lot)):
-        if value is not None and not _CSET82.match(value):
+        if value is not None and not CSET82.match(value):
             raise IdentifierError(f"AI {ai}", "1 to 20 characters of GS1 character set 82")
     expiry = _date("17", expiry_text) if expiry_text is not None else None
     for ai in ("11", "13", "15", "16"):
@@ -253,12 +253,12 @@ def _from_epc(uri: str) -> Identifier:
     try:
         if uri.startswith(epc.SGTIN):
             gtin, serial, length = epc.parse_sgtin(uri)
-            if not _CSET82.match(serial):
+            if not CSET82.match(serial):
                 raise IdentifierError("serial", "1 to 20 characters of GS1 character set 82")
             return Identifier("sgtin", gtin=gtin, serial=serial, prefix_length=length)
         if uri.startswith(epc.LGTIN):
             gtin, lot, length = epc.parse_lgtin(uri)
-            if not _CSET82.match(lot):
+            if not CSET82.match(lot):
                 raise IdentifierError("lot", "1 to 20 characters of GS1 character set 82")
             return Identifier("lgtin", gtin=gtin, lot=lot, prefix_length=length)
         if uri.startswith(epc.SSCC):
