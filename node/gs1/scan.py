@@ -25,6 +25,10 @@ from node.ledger.identifiers import gs1_check_digit
 
 GS = "\x1d"
 _SYMBOLOGY = re.compile(r"^\][A-Za-z][0-9A-Za-z]")
+# What keyboard-wedge scanners and label software send in place of GS (ASCII 29): the printable
+# <GS> / {GS} / [GS] spellings, the Unicode control picture, the caret and tilde notations, and the
+# escape written out. None of their characters other than <GS>'s can occur in a GS1 value (CSET 82).
+_GS_SUBSTITUTES = re.compile(r"<GS>|\{GS\}|\[GS\]|\u241d|\^\]|~1|\\x1d", re.IGNORECASE)
 # GS1 Digital Link 1.1 convenience keys, still produced by some printers and resolvers
 _CONVENIENCE = {"gtin": "01", "cpv": "22", "lot": "10", "ser": "21", "sscc": "00", "gln": "414", "exp": "17"}
 CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
@@ -122,7 +126,7 @@ def parse(text: str, *, prefix_lengths: dict[str, int] | None = None) -> Identif
         except ParseError as exc:
             raise IdentifierError("element string", str(exc)) from None
     else:
-        body = _SYMBOLOGY.sub("", raw).replace("<GS>", GS).replace("\\x1d", GS).removeprefix(GS)
+        body = _GS_SUBSTITUTES.sub(GS, _SYMBOLOGY.sub("", raw)).removeprefix(GS)
         try:
             message = GS1Message.parse(body)
         except ParseError as exc:

@@ -80,6 +80,14 @@ def test_a_real_datamatrix_scan() -> None:
     assert pack.digital_link() == "https://id.gs1.org/01/09506000134352/10/L2026-11/21/PK7Q2X9A?17=280200"
 
 
+
+@pytest.mark.parametrize("separator", [GS, "<GS>", "<gs>", "{GS}", "[GS]", "\u241d", "^]", "~1", "\\x1d"])
+def test_keyboard_wedge_separator_substitutes(separator: str) -> None:
+    """Scanners typing into a browser field cannot send ASCII 29: they send one of these instead."""
+    pack = parse(f"]d201095060001343521728020010L2026-11{separator}21PK7Q2X9A")
+    assert (pack.lot, pack.serial) == ("L2026-11", "PK7Q2X9A")
+
+
 @pytest.mark.parametrize(
     ("text", "part"),
     [
