@@ -482,7 +482,8 @@ def _node(party: Party, x: float, y: float, w: float, m: _Metrics, fonts: _Fonts
     top = y + (m.box_h - block) / 2
     cx = x + w / 2
     texts = [_Text(cx, top + 7 + i * name_lead, line, "bold", name_size) for i, line in enumerate(lines)]
-    gln = _fit(f"GLN {party.gln}", fonts.mono, gln_size, w - 6)
+    # a party the reader may not see has no GLN in the report: say so rather than print "GLN "
+    gln = _fit(f"GLN {party.gln}" if party.gln else "GLN withheld", fonts.mono, gln_size, w - 6)
     texts.append(_Text(cx, top + len(lines) * name_lead + 7, gln, "mono", gln_size, color=_MUTED))
     return _Node(party, x, y, w, m.box_h, tuple(texts))
 
@@ -672,7 +673,7 @@ def custody_svg(report: InspectionReport) -> str:
         group = ET.SubElement(
             canvas, "g", {"class": "party", "data-org-id": str(party.org_id), "data-gln": party.gln}
         )
-        ET.SubElement(group, "title").text = f"{party.name} (GLN {party.gln})"
+        ET.SubElement(group, "title").text = f"{party.name} (GLN {party.gln or 'withheld'})"
         ET.SubElement(
             group,
             "rect",

@@ -603,6 +603,7 @@ def disable_user(
 
 class Me(BaseModel):
     user: UserOut
+    organization: OrganizationOut | None = None  # None for the consortium admin
     org_roles: list[str]
     permissions: list[str]
 
@@ -616,8 +617,16 @@ def me(runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("read
         with Session(runtime.engine) as session:
             user = session.get(User, principal.user_id)
     assert user is not None
+    org = None
+    if principal.org_id is not None:
+        with Session(runtime.engine) as session:
+            row = session.execute(
+                select(table(Organization)).where(table(Organization).c.id == principal.org_id)
+            ).first()
+        org = _org_out(runtime, row) if row is not None else None
     return Me(
         user=_user_out(user),
+        organization=org,
         org_roles=sorted(principal.org_roles),
         permissions=sorted(a for a in PERMISSIONS if principal.may(a)),
     )

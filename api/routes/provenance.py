@@ -15,7 +15,7 @@ from api.bundle import build_bundle
 from api.epcis.plain import expiry_date
 from api.identifiers import Bytes32Hex
 from api.reports.build import report as build_report
-from api.reports.inspection import InspectionReport, render_csv, render_pdf
+from api.reports.inspection import InspectionReport, custody_svg, render_csv, render_pdf
 from api.rules import rule_problem
 from api.runtime import Runtime
 from node.gs1.scan import IdentifierError, parse
@@ -119,6 +119,8 @@ def _generated_by(conn: Connection, principal: Principal) -> str:
 
 
 def _report_response(data: InspectionReport, form: str, name: str) -> Response:
+    if form == "svg":  # the custody diagram alone, shown in the inspector's page
+        return Response(custody_svg(data), media_type="image/svg+xml; charset=utf-8")
     if form == "pdf":
         return Response(
             render_pdf(data),
@@ -163,13 +165,14 @@ def batch_report(
 
 @router.get(
     "/{identifier:path}/report.{form}",
-    summary="Inspection report of a pack or container: trail, custody diagram, certificates (pdf or csv)",
+    summary="Inspection report of a pack or container: trail, custody diagram, certificates (pdf or csv); "
+    "svg is the custody diagram alone",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}, "text/csv": {}}}},
+    responses={200: {"content": {"application/pdf": {}, "text/csv": {}, "image/svg+xml": {}}}},
 )
 def item_report(
     identifier: str,
-    form: Literal["pdf", "csv"],
+    form: Literal["pdf", "csv", "svg"],
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("read"))],
 ) -> Response:
