@@ -35,6 +35,7 @@ from api.routes import audit as audit_routes
 from api.routes.common import chain_unavailable
 from api.runtime import ChainUnavailable, Runtime
 from api.submitter import start_submitter
+from api.web import pages
 from node.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ def create_app(
         audit_routes,
     ):
         app.include_router(module.router)
+    pages.install(app)
 
     @app.middleware("http")
     async def request_id_and_audit(
@@ -163,7 +165,7 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/ui/")  # the pages; the API reference is at /docs
 
     # A plain `def`: the checks block on network I/O, so FastAPI runs them in its thread pool.
     @app.get(

@@ -130,6 +130,7 @@ class _Watcher(threading.Thread):
         colour = "green" if health.status == "ok" else "red"
         self.console.print(
             "\n[bold]rxledger is up[/bold]\n"
+            f"  web pages  {base}/ui/  (sign in with a demo user's token)\n"
             f"  API docs   {base}/docs\n"
             f"  health     {base}/health  ([{colour}]{health.status}[/{colour}])\n"
             f"  chain RPC  {s.rpc_url}  (chain {s.chain_id})\n"

@@ -131,10 +131,11 @@ def client(tmp_path: Path) -> TestClient:
     return TestClient(app, raise_server_exceptions=False)
 
 
-def test_root_redirects_to_docs(client: TestClient) -> None:
+def test_root_redirects_to_the_pages_and_the_docs_are_served(client: TestClient) -> None:
     response = client.get("/", follow_redirects=False)
     assert response.status_code in (302, 307)
-    assert response.headers["location"] == "/docs"
+    assert response.headers["location"] == "/ui/"
+    assert client.get("/ui/").status_code == 200
     assert client.get("/docs").status_code == 200
 
 
