@@ -3,10 +3,13 @@ and partners' scripts use. Writes wait for their outcome by default; a problem a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
+
+UNDER_WAY = ("queued", "running")  # an operation's states before its outcome
 
 
 class ApiProblem(RuntimeError):
@@ -57,7 +60,23 @@ class RxClient:
         headers = self._headers({"Idempotency-Key": idempotency_key} if idempotency_key else None)
         params = {"wait": "true"} if wait else None
         response = self.http.post(path, json=json, params=params, headers=headers, files=files, data=data)
-        return self._check(response)
+        answer = self._check(response)
+        if wait and isinstance(answer, dict) and answer.get("status") in UNDER_WAY and "id" in answer:
+            # the server's wait is bounded; on a slow chain a long operation outlasts it
+            return self.outcome(answer["id"])
+        return answer
+
+    def outcome(self, operation_id: str, *, timeout: float = 900.0, poll: float = 0.5) -> Any:
+        """Follow an operation to its end: its view when it succeeded, ApiProblem when it failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            op = self.get(f"/v1/operations/{operation_id}")
+            if op["status"] == "failed":
+                error = dict(op.get("error") or {})
+                raise ApiProblem(int(error.get("status", 409)), {**error, "operation": op})
+            if op["status"] not in UNDER_WAY or time.monotonic() > deadline:
+                return op
+            time.sleep(poll)
 
     def patch(self, path: str, json: Any = None) -> Any:
         return self._check(self.http.patch(path, json=json, headers=self._headers()))
