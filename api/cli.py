@@ -8,24 +8,35 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.table import Table
 
 from api.health import Health, collect_health
 from api.up import UpError, run_down, run_up, sigterm_as_interrupt
 from node.accounts import DEVNET_CHAIN_ID, dev_accounts
+from node.besu.cli import network_app
 from node.build import ArtifactsOutOfDate, CompileFailed, build_contracts
 from node.chain import ChainError, connect
-from node.deploy import DeployError, deploy_suite, manifest_path
+from node.deploy import (
+    DeployError,
+    ManifestMismatch,
+    deploy_suite,
+    load_manifest,
+    manifest_path,
+    verify_manifest,
+)
 from node.devnet import Devnet, DevnetError
 from node.indexer.cli import audit_app, indexer_app
-from node.settings import get_settings
+from node.settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="rxledger: pharma traceability network")
 contracts_app = typer.Typer(no_args_is_help=True, help="Build and check the contract artifacts.")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(indexer_app, name="indexer")
 app.add_typer(audit_app, name="audit")
+app.add_typer(network_app, name="network")
 console = Console()
 
 
@@ -97,24 +108,63 @@ def devnet(
             node.stop()
 
 
+def _deployer(settings: Settings) -> LocalAccount:
+    """RXLEDGER_DEPLOYER_KEY when set; on the devnet, Anvil's account 0."""
+    if settings.deployer_key is not None:
+        try:
+            account: LocalAccount = Account.from_key(settings.deployer_key.get_secret_value())
+        except (ValueError, TypeError):
+            raise _fail("RXLEDGER_DEPLOYER_KEY is not a hex private key") from None
+        return account
+    if settings.chain_id != DEVNET_CHAIN_ID:
+        raise _fail(f"set RXLEDGER_DEPLOYER_KEY: chain {settings.chain_id} is not the devnet")
+    return dev_accounts(1)[0]
+
+
 @app.command()
 def deploy(
     force: Annotated[bool, typer.Option(help="Replace an existing manifest for this chain")] = False,
+    if_absent: Annotated[
+        bool, typer.Option(help="Succeed without deploying when a manifest exists and matches the chain")
+    ] = False,
 ) -> None:
     """Deploy the contract suite to RXLEDGER_RPC_URL and write deployments/<chain-id>.json."""
     settings = get_settings()
-    if settings.chain_id != DEVNET_CHAIN_ID:
-        raise _fail(
-            "only the devnet deployer (Anvil account 0) is supported so far; keystore deploys are planned"
-        )
+    deployer = _deployer(settings)
     try:
         w3 = connect(settings)
-        manifest = deploy_suite(w3, dev_accounts(1)[0], manifest_dir=settings.manifest_dir, force=force)
-    except (ChainError, DeployError) as exc:
+        existing = load_manifest(settings.manifest_dir, settings.chain_id)
+        if if_absent and existing is not None:
+            verify_manifest(w3, existing)  # the chain must hold exactly the recorded code
+            console.print(f"already deployed: {manifest_path(settings.manifest_dir, settings.chain_id)}")
+            return
+        manifest = deploy_suite(w3, deployer, manifest_dir=settings.manifest_dir, force=force)
+    except (ChainError, DeployError, ManifestMismatch) as exc:
         raise _fail(str(exc)) from None
     for name, entry in manifest.contracts.items():
         console.print(f"{name:<20} {entry.address}  block {entry.deploy_block}")
     console.print(f"manifest: {manifest_path(settings.manifest_dir, settings.chain_id)}")
+
+
+admin_app = typer.Typer(no_args_is_help=True, help="The consortium admin on this node's API.")
+app.add_typer(admin_app, name="admin")
+
+
+@admin_app.command("bootstrap")
+def admin_bootstrap() -> None:
+    """Register the deployer (the contracts' admin) as the API's consortium admin and print its
+    first API token, once; a no-op when the admin exists."""
+    from api.bootstrap import ensure_admin
+    from api.database import api_engine
+    from api.runtime import Runtime
+
+    settings = get_settings()
+    runtime = Runtime.create(settings, api_engine(settings.database_url))
+    token = ensure_admin(runtime, _deployer(settings))
+    if token is None or token.token is None:
+        console.print("the consortium admin already exists; `rxledger users token admin` issues a token")
+        return
+    console.print(f"consortium admin token (shown once): {token.token}", highlight=False, soft_wrap=True)
 
 
 def _render(health: Health) -> None:

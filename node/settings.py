@@ -51,8 +51,11 @@ class Settings(BaseSettings):
     submitter_max_backoff: float = Field(default=30.0, gt=0)
     # Mark an operation succeeded only once the indexer has applied its last block (bounded wait).
     submitter_index_timeout: float = Field(default=30.0, ge=0)
-    # Devnet only: wei sent from the admin key to every new custodial key (0 on a gas-free chain).
+    # Wei sent from the admin key to every new custodial key (the submitter offers a nominal fee).
     fund_new_keys_wei: int = Field(default=0, ge=0)
+    # Production: the key that deploys the contracts and is their admin (hex private key). Unset on
+    # the devnet, whose deployer is Anvil's account 0.
+    deployer_key: SecretStr | None = None
 
     @field_validator("log_level")
     @classmethod

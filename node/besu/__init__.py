@@ -1,0 +1,1 @@
+"""Production network: Hyperledger Besu QBFT validators, their genesis and configs, docker-compose."""
