@@ -6,6 +6,7 @@ with one user per role in each."""
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,9 @@ from node.ledger.journey import JOURNEY_GTIN
 from node.settings import Settings
 
 CREDENTIAL = "correct horse battery staple"
+# RXLEDGER_TEST_BLOCK_TIME=2 runs the same tests on a chain that mines every 2 s, as a Besu QBFT
+# network does (non-instant receipts, a pending pool), instead of a block per transaction.
+SLOW_CHAIN_BLOCK_TIME = float(os.environ.get("RXLEDGER_TEST_BLOCK_TIME") or 0) or None
 ROLES = ("operator", "qp", "key_admin", "viewer")
 SHORT = {  # demo organisation -> short name used in tests
     "Sponsor Pharma AG": "sponsor",
@@ -115,7 +119,7 @@ def api_settings(tmp: Path, rpc_url: str, **overrides: object) -> Settings:
 @contextlib.contextmanager
 def running_network(tmp: Path, database_url: str | None = None) -> Iterator[ApiNet]:
     """Devnet + suite + API (with submitter) + indexer thread + bootstrapped admin."""
-    with Devnet(port=0) as devnet:
+    with Devnet(port=0, block_time=SLOW_CHAIN_BLOCK_TIME) as devnet:
         w3 = make_web3(devnet.rpc_url)
         admin_key = dev_accounts()[0]
         manifest = deploy_suite(w3, admin_key, manifest_dir=tmp / "deployments")

@@ -30,7 +30,9 @@ def pg_consortium(
         yield onboard_consortium(net)
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+# on PostgreSQL, as in production, it is also the slow-chain check: `make test-slow-chain` runs it
+# again on Anvil mining every 2 s (RXLEDGER_TEST_BLOCK_TIME), as a QBFT network does
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.slow_chain)])
 def test_standard_journey_through_the_api(database: str, request: pytest.FixtureRequest) -> None:
     fixture = "consortium" if database == "sqlite" else "pg_consortium"
     consortium: Consortium = request.getfixturevalue(fixture)
