@@ -31,10 +31,9 @@ from node.besu.network import (
     validators_of,
 )
 from node.chain import make_web3
-from node.deploy import deploy_suite
 from node.devnet import DEFAULT_GAS_LIMIT, Devnet
 from node.paths import REPO_ROOT
-from node.settings import Settings
+from node.settings import Settings, get_settings
 
 DOC_VALIDATORS = [  # besu-docs, QBFT: the input of `besu rlp encode`, in its order
     "0x4592c8e45706cc08b8f44b11e43cba0cfc5892cb",
@@ -156,17 +155,42 @@ def test_secrets_are_for_their_owner_only(network_dir: Path) -> None:
 
 
 @pytest.mark.chain
-def test_the_registry_lands_at_the_configured_address_and_answers_besus_probe(
-    network_dir: Path,
-) -> None:
+def test_the_deployer_service_puts_the_registry_at_the_configured_address(network_dir: Path) -> None:
+    """What the compose file's deployer runs (`rxledger deploy --if-absent && rxledger admin
+    bootstrap`, with the generated secrets), on Anvil: the registry lands where every node's
+    permissioning points, answers Besu's start-up probe, and a second run changes nothing."""
     summary = json.loads((network_dir / "network.json").read_text())
-    deployer = Account.from_key(_secrets(network_dir)["RXLEDGER_DEPLOYER_KEY"])
+    secrets = _secrets(network_dir)
+    deployer = Account.from_key(secrets["RXLEDGER_DEPLOYER_KEY"])
     with Devnet(port=0) as devnet:
         w3 = make_web3(devnet.rpc_url)
         w3.provider.make_request("anvil_setBalance", [deployer.address, hex(10**21)])  # type: ignore[arg-type]
-        manifest = deploy_suite(w3, deployer, manifest_dir=network_dir / "deployments")
-        registry_address = manifest.contracts["ConsortiumRegistry"].address
+        env = {
+            "RXLEDGER_RPC_URL": devnet.rpc_url,
+            "RXLEDGER_CHAIN_ID": "31337",
+            "RXLEDGER_MANIFEST_DIR": str(network_dir / "deployments"),
+            "RXLEDGER_DATABASE_URL": f"sqlite:///{network_dir / 'api.db'}",
+            "RXLEDGER_KEYSTORE_DIR": str(network_dir / "keystore"),
+            "RXLEDGER_KEYSTORE_SCRYPT_N": str(2**10),
+            "RXLEDGER_DEPLOYER_KEY": secrets["RXLEDGER_DEPLOYER_KEY"],
+            "RXLEDGER_KEYSTORE_PASSWORD": secrets["RXLEDGER_KEYSTORE_PASSWORD"],
+        }
+        deployed = _cli_env(env, "deploy", "--if-absent")
+        assert deployed.exit_code == 0, deployed.output
+        manifest = json.loads((network_dir / "deployments" / "31337.json").read_text())
+        registry_address = manifest["contracts"]["ConsortiumRegistry"]["address"]
         assert registry_address == summary["permissioning_contract"]
+        nonce = w3.eth.get_transaction_count(deployer.address)
+        again = _cli_env(env, "deploy", "--if-absent")
+        assert again.exit_code == 0 and "already deployed" in again.output
+        assert w3.eth.get_transaction_count(deployer.address) == nonce  # nothing sent
+
+        first = _cli_env(env, "admin", "bootstrap")
+        assert first.exit_code == 0 and "consortium admin token (shown once): rxl_" in first.output
+        second = _cli_env(env, "admin", "bootstrap")
+        assert second.exit_code == 0 and "already exists" in second.output
+        assert secrets["RXLEDGER_DEPLOYER_KEY"][2:] not in first.output + deployed.output
+
         registry = w3.eth.contract(address=registry_address, abi=_abi("ConsortiumRegistry"))
         allowed = registry.functions.transactionAllowed
         zero = "0x" + "00" * 20
@@ -174,6 +198,19 @@ def test_the_registry_lands_at_the_configured_address_and_answers_besus_probe(
         assert allowed(zero, zero, 0, 0, 0, b"").call() is False
         assert allowed(deployer.address, zero, 0, 0, 0, b"").call() is True  # the admin
         assert allowed(Account.create().address, registry_address, 0, 0, 21000, b"\x01").call() is False
+
+
+def test_deploying_elsewhere_than_the_devnet_needs_the_deployer_key(tmp_path: Path) -> None:
+    result = _cli_env({"RXLEDGER_CHAIN_ID": "7331", "RXLEDGER_MANIFEST_DIR": str(tmp_path)}, "deploy")
+    assert result.exit_code == 1 and "RXLEDGER_DEPLOYER_KEY" in result.output
+
+
+def _cli_env(env: dict[str, str], *args: str) -> Any:
+    get_settings.cache_clear()  # the command reads RXLEDGER_* from `env`
+    try:
+        return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    finally:
+        get_settings.cache_clear()
 
 
 def _abi(name: str) -> Any:
