@@ -134,7 +134,8 @@ def _key_signer(runtime: Runtime, spec: KeySpec, org_id: int | None) -> OrgSigne
 
 
 def _fund(runtime: Runtime, address: str) -> None:
-    """Devnet: gas money for a new key from the admin key (a gas-free consortium chain needs none)."""
+    """Gas money for a new key from the admin key: the submitter offers a nominal fee even where the
+    chain accepts zero-priced transactions (RXLEDGER_FUND_NEW_KEYS_WEI; 0 = none)."""
     wei = runtime.settings.fund_new_keys_wei
     if wei <= 0:
         return
