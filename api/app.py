@@ -35,6 +35,7 @@ from api.routes import audit as audit_routes
 from api.routes.common import chain_unavailable
 from api.runtime import ChainUnavailable, Runtime
 from api.submitter import start_submitter
+from api.throttle import FailureThrottle
 from api.web import pages
 from node.settings import Settings, get_settings
 
@@ -107,6 +108,9 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.runtime = runtime
+    app.state.auth_throttle = FailureThrottle(
+        settings.auth_failure_limit, settings.auth_failure_window_seconds
+    )
     install_problem_handlers(app)
 
     async def _chain_unavailable(_: Request, exc: Exception) -> Response:

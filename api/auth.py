@@ -7,6 +7,7 @@ perform each action; routes name their action with `Permit("...")`.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Annotated
@@ -20,6 +21,7 @@ from api.problems import Problem
 from api.rules import PROBLEM_BASE
 from api.runtime import Runtime
 from api.security import hash_token
+from api.throttle import FailureThrottle
 from node.indexer.schema import Organization, table
 from node.ledger.constants import OrgStatus
 
@@ -128,12 +130,33 @@ def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthenticated("send `Authorization: Bearer <token>`")
+    throttle: FailureThrottle = request.app.state.auth_throttle
+    client = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(client)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise Problem(
+            429,
+            "Too many failed authentications",
+            type=PROBLEM_BASE + "too-many-failed-authentications",
+            detail=f"too many requests with a bad token from this address; retry in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+    try:
+        return _authenticate(request, runtime, token.strip())
+    except Problem as problem:
+        if problem.status == 401:
+            throttle.fail(client)
+        raise
+
+
+def _authenticate(request: Request, runtime: Runtime, token: str) -> Principal:
     now = time.time()
     with Session(runtime.engine) as session:
         row = session.exec(  # type: ignore[call-overload]
             select(ApiToken, User)
             .join(User, col(User.id) == col(ApiToken.user_id))
-            .where(col(ApiToken.token_hash) == hash_token(token.strip()))
+            .where(col(ApiToken.token_hash) == hash_token(token))
         ).first()
         if row is None:
             raise _unauthenticated("unknown token", "invalid-token")

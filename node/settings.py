@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     documents_dir: Path = Path("var/documents")  # certificate files, content-addressed by SHA-256
     max_request_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     token_ttl_days: int = Field(default=90, gt=0)
+    # Failed authentications per client address and window before 429 (api/throttle.py).
+    auth_failure_limit: int = Field(default=30, gt=0)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
     wait_max_seconds: float = Field(default=30.0, gt=0)  # bound of `?wait=true`
     items_per_tx: int = Field(default=500, gt=0, le=1000)  # items per transaction when splitting
     # Submitter: replace a transaction with higher fees when unmined this long; back-off cap.

@@ -5,6 +5,7 @@ simulation) with the same problem type the contract's custom error maps to."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -228,3 +229,30 @@ def test_unauthenticated_and_revoked_tokens(consortium: Consortium) -> None:
     assert short["token"] and short["expires_at"] > short["created_at"]
     listed = keys.get(f"/v1/users/{user['user']['id']}/tokens")
     assert all(t["token"] is None for t in listed)  # never shown again
+
+
+def test_repeated_bad_tokens_are_rate_limited_per_client(consortium: Consortium) -> None:
+    """Past the limit of failed authentications in the window: 429 with Retry-After, for any token
+    from that address, until the window has passed. Requests without a token do not count."""
+    net = consortium.net
+    settings = api_settings(
+        net.tmp, net.settings.rpc_url, auth_failure_limit=5, auth_failure_window_seconds=3
+    )
+    server, thread, base = serve(settings, run_submitter=False)
+    try:
+        good = {"Authorization": f"Bearer {consortium.tokens[('pharmacy', 'viewer')]}"}
+        for _ in range(8):
+            assert httpx.get(f"{base}/v1/me").status_code == 401  # no token: not a guess
+        started = time.monotonic()
+        for i in range(5):
+            bad = httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer rxl_guess{i}"})
+            assert problem(bad)["type"] == P + "invalid-token"
+        limited = httpx.get(f"{base}/v1/me", headers={"Authorization": "Bearer rxl_guess6"})
+        assert limited.status_code == 429
+        assert problem(limited)["type"] == P + "too-many-failed-authentications"
+        assert 1 <= int(limited.headers["retry-after"]) <= 3
+        assert httpx.get(f"{base}/v1/me", headers=good).status_code == 429  # the address is braked
+        time.sleep(max(0.0, started + 3.5 - time.monotonic()))
+        assert httpx.get(f"{base}/v1/me", headers=good).status_code == 200
+    finally:
+        stop_server(server, thread)
