@@ -19,7 +19,7 @@ from api import audit
 from api.database import api_engine
 from api.health import Health, collect_health
 from api.notify import start_notifier
-from api.problems import BodySizeLimit, install_problem_handlers
+from api.problems import BodySizeLimit, JsonDepthLimit, install_problem_handlers
 from api.routes import (
     admin,
     batches,
@@ -118,6 +118,8 @@ def create_app(
 
     # ChainUnavailable anywhere (the pre-check, making a key): 503 with Retry-After, nothing accepted
     app.add_exception_handler(ChainUnavailable, _chain_unavailable)
+    # added last, runs first: the size limit, then the nesting limit on what it let through
+    app.add_middleware(JsonDepthLimit)
     app.add_middleware(BodySizeLimit, max_body_size=settings.max_request_bytes)
     for module in (
         admin,

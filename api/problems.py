@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -150,6 +151,63 @@ class BodySizeLimit:
                 return
             if not message.get("more_body", False):
                 break
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+
+MAX_JSON_DEPTH = 100  # EPCIS documents nest about 10 deep; nothing legitimate comes near
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest (strings skipped; no parsing)."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKET)
+    depth = deepest = 0
+    for b in brackets:
+        depth += 1 if b in (0x5B, 0x7B) else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+class JsonDepthLimit:
+    """JSON bodies nested deeper than MAX_JSON_DEPTH are refused (400) before anything parses them.
+    Without this a 200 KB body of brackets crashes the process: py_ecc (imported by the Ethereum
+    libraries) raises Python's recursion limit to 100,000, so json.loads recurses past the C stack."""
+
+    def __init__(self, app: ASGIApp, max_depth: int = MAX_JSON_DEPTH) -> None:
+        self.app = app
+        self.max_depth = max_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = dict(scope.get("headers", [])).get(b"content-type", b"")
+        if scope["type"] != "http" or b"json" not in content_type.lower():
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        body = bytearray()
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        if json_depth(bytes(body)) > self.max_depth:
+            problem = Problem(
+                400,
+                type="urn:rxledger:problem:json-too-deep",
+                detail=f"the JSON body nests deeper than {self.max_depth} levels",
+                field="body",
+                limit=self.max_depth,
+            )
+            await problem.response()(scope, receive, send)
+            return
         pending = iter(messages)
 
         async def replay() -> Message:
