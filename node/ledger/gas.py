@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from web3 import Web3
 from web3.types import TxReceipt
 
 from node.accounts import dev_accounts
@@ -32,8 +33,11 @@ def _b32(text: str) -> bytes:
     return text.encode().ljust(32, b"\0")
 
 
-def measure(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Deploy on a fresh devnet, measure every action once, then the journey."""
+def measure(
+    progress: Callable[[str], None] | None = None, *, then: Callable[[Web3], None] | None = None
+) -> dict[str, Any]:
+    """Deploy on a fresh devnet, measure every action once, then the journey; `then` runs on the same
+    devnet afterwards (a benchmark's baseline measured next to it)."""
     say = progress or (lambda _msg: None)
     with Devnet() as devnet, tempfile.TemporaryDirectory() as tmp:
         w3 = make_web3(devnet.rpc_url)
@@ -191,4 +195,6 @@ def measure(progress: Callable[[str], None] | None = None) -> dict[str, Any]:
                 for step, g in result.gas_by_step.items()
             },
         }
+        if then is not None:
+            then(w3)
         return {"actions": dict(sorted(actions.items())), "journey": journey}
