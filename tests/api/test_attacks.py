@@ -83,6 +83,9 @@ def test_another_organisations_goods_are_not_theirs_to_move(consortium: Consorti
     problem = refused(lambda: consortium.as_("distributor").post("/v1/shipments/AT-S1/receive"))
     assert problem.status in (403, 404, 409)
     assert operations(consortium) == before
+    # the addressee refuses it, so no shipment is left pending for the other tests
+    consortium.as_("3pl").post("/v1/shipments/AT-S1/reject", {"containers": [case], "reason": "test over"})
+    assert holder_of_case(consortium, case) == cmo_org
 
 
 def test_a_used_signature_cannot_be_replayed(consortium: Consortium) -> None:
