@@ -38,6 +38,9 @@ from node.indexer.schema import Checkpoint, table
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 15.0
+# How far back, in blocks, transactions seen mined are checked again after the node was away: a node
+# restarted from an older state (Anvil's --state dump after a SIGKILL) or a reorg can drop them.
+RECHECK_BLOCKS = 128
 NODE_ERRORS = (requests.exceptions.RequestException, ConnectionError, OSError, ChainUnavailable, TimeoutError)
 
 
@@ -95,6 +98,9 @@ class Submitter:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._lease_until = 0.0
         self.nonces: dict[str, int] = {}  # next nonce per sender, never below the node's count
+        # look for transactions the chain lost before sending anything new: at start (the node may
+        # have restarted meanwhile) and whenever the node was unreachable or forgot nonces we used
+        self._recheck = True
         # test hook: raise after a transaction is recorded as signed, before broadcasting it
         self.crash_after_signing = False
 
@@ -203,6 +209,8 @@ class Submitter:
             return StepResult(False)
         try:
             chain = self.runtime.chain()
+            if self._recheck:
+                self._recover_lost(chain)  # reopened operations come first from the next step on
             if tx.status == TxStatus.PENDING:
                 return StepResult(self._sign_and_send(chain, op, tx))
             if tx.status == TxStatus.SIGNED:
@@ -233,6 +241,7 @@ class Submitter:
         log.warning("node unavailable (%s); retrying in %.1fs", exc.__class__.__name__, delay)
         self._set_tx(tx.id, attempts=attempts, next_attempt_at=time.time() + delay)
         self.runtime.reset_chain()
+        self._recheck = True
 
     def _account(self, address: str) -> LocalAccount:
         return self.runtime.keystore.account(address)
@@ -262,6 +271,11 @@ class Submitter:
         priority = DEFAULT_PRIORITY_FEE
         max_fee = max(2 * base_fee + priority, MIN_MAX_FEE)
         onchain = w3.eth.get_transaction_count(tx.sender, "pending")  # type: ignore[arg-type]
+        if onchain < self.nonces.get(tx.sender, 0):
+            # The node forgot transactions we sent (restarted from an older state, or its pool was
+            # emptied): signing above its count would leave a gap that is never mined.
+            self._recheck = True
+            return True
         nonce = max(onchain, self.nonces.get(tx.sender, 0))
         self._record_signed(chain, tx, call, nonce=nonce, gas=gas, max_fee=max_fee, priority=priority)
         self.nonces[tx.sender] = nonce + 1
@@ -304,6 +318,68 @@ class Submitter:
             raw_tx="0x" + bytes(signed.raw_transaction).hex(),
             hashes=json.dumps(hashes),
         )
+
+    def _recover_lost(self, chain: Chain) -> None:
+        """Make the chain hold again what we recorded as sent or mined. The node may have come back
+        from an older state: blocks we saw are gone with their transactions, and its pool is empty.
+        Every recent transaction whose receipt the node no longer has is broadcast again from its
+        recorded bytes, in nonce order per sender (same bytes, same hash: it can only execute once);
+        the operations of lost mined ones run again until their receipt shows. Cached nonces are
+        dropped, so that the next nonce is the node's own count again."""
+        self.nonces.clear()
+        head = chain.w3.eth.block_number
+        with Session(self.engine) as session:
+            txs = list(
+                session.execute(
+                    select(OperationTx)
+                    .where(
+                        col(OperationTx.raw_tx).is_not(None),
+                        col(OperationTx.nonce).is_not(None),
+                        (col(OperationTx.status) == TxStatus.SENT)
+                        | (
+                            col(OperationTx.status).in_((TxStatus.MINED, TxStatus.FAILED))
+                            & (col(OperationTx.block_number) > head - RECHECK_BLOCKS)
+                        ),
+                    )
+                    .order_by(col(OperationTx.sender), col(OperationTx.nonce))
+                ).scalars()
+            )
+        lost = 0
+        for tx in txs:
+            if tx.status != TxStatus.SENT and self._receipt(chain, tx) is not None:
+                continue  # still on chain
+            if tx.status == TxStatus.MINED:
+                lost += 1
+                self._reopen(tx)
+            self._broadcast(chain, tx)
+            if tx.status == TxStatus.FAILED:  # reverted before: only its nonce matters; keep FAILED
+                self._set_tx(tx.id, status=TxStatus.FAILED)
+        if lost:
+            log.warning("%d mined transactions are no longer on chain: sent again", lost)
+        self._recheck = False
+
+    def _reopen(self, tx: OperationTx) -> None:
+        """A transaction seen mined is gone from the chain: its operation runs again (its status goes
+        back to running) until the transaction is mined again."""
+        now = time.time()
+        with Session(self.engine) as session:
+            session.execute(
+                update(OperationTx)
+                .where(col(OperationTx.id) == tx.id)
+                .values(status=TxStatus.SENT, sent_at=now, next_attempt_at=0.0)
+            )
+            session.execute(
+                update(Operation)
+                .where(col(Operation.seq) == tx.operation_seq)
+                .values(
+                    status=OperationStatus.RUNNING,
+                    txs_done=Operation.txs_done - 1,
+                    items_done=Operation.items_done - tx.items,
+                    finished_at=None,
+                    updated_at=now,
+                )
+            )
+            session.commit()
 
     def _reload(self, tx: OperationTx) -> OperationTx:
         with Session(self.engine) as session:

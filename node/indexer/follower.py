@@ -158,15 +158,20 @@ class Indexer:
         if cp is None:
             return
         number, known_hash = cp
-        current = self.w3.eth.get_block(number)["hash"].to_0x_hex()  # type: ignore[union-attr]
-        if current == known_hash:
-            return
+        head = self.w3.eth.block_number
+        if number <= head:
+            current = self.w3.eth.get_block(number)["hash"].to_0x_hex()  # type: ignore[union-attr]
+            if current == known_hash:
+                return
+        # else the chain is shorter than what we applied: a node restarted from an older state
         with self.engine.begin() as conn:
             blocks = conn.execute(
                 select(_tbl(IndexedBlock)).order_by(_tbl(IndexedBlock).c.number.desc())
             ).all()
             fork: tuple[int, str] | None = None
             for b in blocks:
+                if int(b.number) > head:
+                    continue
                 chain_block = self.w3.eth.get_block(int(b.number))
                 if chain_block["hash"].to_0x_hex() == b.hash:  # type: ignore[union-attr]
                     fork = (int(b.number), str(b.hash))
