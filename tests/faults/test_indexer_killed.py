@@ -132,13 +132,13 @@ def test_indexer_killed_mid_range_resumes_and_the_audit_passes(
     devnet, manifests = busy_chain
     head = make_web3(devnet.rpc_url).eth.block_number
     node = HoldingNode(devnet.rpc_url, hold_at=2)
+    first = subprocess.Popen(
+        _cli("indexer", "run", "--poll", "0.05"),
+        env=_env(tmp_path, node.url, manifests),
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "first.log").open("wb"),  # a file: an unread pipe could fill and block it
+    )
     try:
-        first = subprocess.Popen(
-            _cli("indexer", "run", "--poll", "0.05"),
-            env=_env(tmp_path, node.url, manifests),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
         assert node.holding.wait(60), "the indexer never asked for a second range"
         before = _checkpoint(tmp_path)
         assert before is not None and before < head  # one range applied, more to come
@@ -146,21 +146,31 @@ def test_indexer_killed_mid_range_resumes_and_the_audit_passes(
         first.wait(10)
         assert first.returncode == -signal.SIGKILL
     finally:
+        if first.poll() is None:  # a failed assertion must not leave the process behind
+            first.kill()
+            first.wait(10)
         node.close()
     assert _checkpoint(tmp_path) == before  # the killed range left nothing behind
 
     env = _env(tmp_path, devnet.rpc_url, manifests)
     second = subprocess.Popen(
-        _cli("indexer", "run", "--poll", "0.05"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        _cli("indexer", "run", "--poll", "0.05"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "second.log").open("wb"),
     )
     try:
         deadline = time.monotonic() + 60
         while _checkpoint(tmp_path) != head and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _checkpoint(tmp_path) == head
+        assert _checkpoint(tmp_path) == head, (tmp_path / "second.log").read_text()[-2000:]
     finally:
         second.send_signal(signal.SIGTERM)
-        second.wait(15)
+        try:
+            second.wait(15)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.wait(10)
     audit = subprocess.run(
         _cli("audit", "consistency", "--full"), env=env, capture_output=True, text=True, timeout=120
     )
