@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,31 +31,16 @@ from node.build import build_contracts
 from node.chain import Sender
 from node.ledger.gas import measure
 from node.ledger.identifiers import unit_key
-from node.ledger.journey import JOURNEY_GTIN
+from node.ledger.journey import JOURNEY_GTIN, JourneyResult
 from node.paths import REPO_ROOT
 
 BASELINE_SRC = REPO_ROOT / "bench" / "contracts"
 UNITS, MOVE_PER_TX, DISPENSE_PER_TX = 10_000, 500, 1_000
 
 
-@dataclass
-class TokenJourney:
-    units: int
-    gas_by_step: dict[str, int] = field(default_factory=dict)
-    tx_by_step: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def total_gas(self) -> int:
-        return sum(self.gas_by_step.values())
-
-    @property
-    def gas_per_unit(self) -> float:
-        return self.total_gas / self.units
-
-
 def erc721_journey(
     w3: Web3, artifacts: Path, progress: Progress | None = None, *, units: int = UNITS
-) -> TokenJourney:
+) -> JourneyResult:
     """The journey with one token per pack: CMO mints, then CMO -> 3PL -> distributor -> pharmacy,
     then the pharmacy burns every token."""
     cmo, tpl, dist, pharmacy = dev_accounts(5)[1:5]
@@ -64,7 +48,7 @@ def erc721_journey(
     deployed = Sender(w3, cmo).deploy(artifact.abi, artifact.bytecode)
     token = w3.eth.contract(address=deployed["contractAddress"], abi=artifact.abi)
     ids = [int.from_bytes(unit_key(JOURNEY_GTIN, f"T{i:07d}")) for i in range(units)]
-    result = TokenJourney(units=units)
+    result = JourneyResult(units=units)
     steps: list[tuple[str, LocalAccount, str, list[Any], int]] = [
         ("mint", cmo, "mintBatch", [cmo.address], MOVE_PER_TX),
         ("transfer CMO -> 3PL", cmo, "transferBatch", [tpl.address], MOVE_PER_TX),
@@ -78,8 +62,8 @@ def erc721_journey(
         for start in range(0, units, per_tx):
             chunk = ids[start : start + per_tx]
             receipt = sender.transact(getattr(token.functions, function)(*args, chunk))
-            result.gas_by_step[step] = result.gas_by_step.get(step, 0) + int(receipt["gasUsed"])
-            result.tx_by_step[step] = result.tx_by_step.get(step, 0) + 1
+            result.gas_by_step[step] += int(receipt["gasUsed"])
+            result.tx_by_step[step] += 1
             if progress and task is not None:
                 progress.advance(task, len(chunk))
     if token.functions.balanceOf(pharmacy.address).call() != 0:
@@ -91,7 +75,7 @@ def run(console: Console) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = Path(tmp)
         build_contracts(src_dir=BASELINE_SRC, out_dir=artifacts)
-        baseline: list[TokenJourney] = []
+        baseline: list[JourneyResult] = []
         with Progress(console=console, transient=True) as progress:
             status = progress.add_task("rxledger: every action, then the standard journey", total=None)
 
