@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
+from node.procmem import group_peak_rss_mib
+
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
     from multiprocessing.sharedctypes import Synchronized
@@ -718,6 +720,7 @@ class Measurement:
     machine_cpu: float  # all CPUs, from /proc/stat
     db_cpu: float  # the PostgreSQL cluster's processes (0 for SQLite: in the server's processes)
     other_cpu: float  # what neither the server, the generator nor this process used: other load
+    peak_rss_mib: float = 0.0  # largest VmHWM among the server's processes (per worker)
 
 
 def _pct(ordered: Sequence[float], q: float) -> float:
@@ -777,6 +780,7 @@ def measure(
                 bar.update(task, completed=min(args.warmup + args.duration, max(0.0, now - t_start)))
                 time.sleep(0.2)
             cpu_b, wall_b = server.cpu_seconds(), time.monotonic()
+            peak_rss = group_peak_rss_mib(server.proc.pid)
             db_b = _postgres_cpu(pg_pidfile)
             busy_b, self_b = _machine_jiffies(), time.process_time()
             bar.update(task, completed=args.warmup + args.duration)
@@ -822,6 +826,7 @@ def measure(
         machine_cpu=machine_cpu,
         db_cpu=db_cpu,
         other_cpu=max(0.0, machine_cpu - server_cpu - db_cpu - client_cpu - self_cpu),
+        peak_rss_mib=peak_rss,
     )
 
 
@@ -1081,6 +1086,7 @@ def json_results(
             ("p95 latency", "ms", m.p95_ms, base.p95_ms if base else None),
             ("p99 latency", "ms", m.p99_ms, base.p99_ms if base else None),
             ("throughput", "requests/s", m.rps, base.rps if base else None),
+            ("peak memory per worker", "MiB", m.peak_rss_mib, base.peak_rss_mib if base else None),
         ):
             out.append(
                 {

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import statistics
 import tempfile
 import threading
@@ -31,6 +33,7 @@ from node.ledger.consortium import onboard
 from node.ledger.constants import UnitState
 from node.ledger.identifiers import unit_key
 from node.ledger.journey import JOURNEY_GTIN, released_batch, run_journey
+from node.procmem import peak_rss_mib, rss_mib
 
 console = Console()
 
@@ -77,26 +80,76 @@ def build_chain(orgs: dict[str, Any], journeys: int, singles: int) -> dict[str, 
     return {"journeys": journeys, "singles": singles}
 
 
-def catch_up(engine_url: str, w3: Any, manifest: Any, label: str) -> dict[str, Any]:
-    engine = read_model_engine(engine_url)
-    indexer = Indexer(engine, w3, manifest)
+def catch_up(engine_url: str, rpc_url: str, manifest: Any, label: str) -> dict[str, Any]:
+    """Catch up from empty read models, then rebuild them, in a process of its own: its peak memory
+    (VmHWM) is the indexer's alone. Baseline: the same process idle after start-up and migrations."""
+    ctx = multiprocessing.get_context("spawn")
+    queue: Any = ctx.Queue()
+    child = ctx.Process(target=_catch_up_child, args=(engine_url, rpc_url, manifest, label, queue))
+    child.start()
+    try:
+        result: dict[str, Any] = queue.get(timeout=3600)
+    finally:
+        child.join(timeout=60)
+    if "error" in result:
+        raise RuntimeError(f"catch-up on {label} failed: {result['error']}")
+    return result
+
+
+def _catch_up_child(engine_url: str, rpc_url: str, manifest: Any, label: str, queue: Any) -> None:
+    try:
+        engine = read_model_engine(engine_url)
+        w3 = make_web3(rpc_url)
+        indexer = Indexer(engine, w3, manifest)
+        idle = rss_mib(os.getpid()) or 0.0
+        with Bar(console=console) as bar:
+            task = bar.add_task(f"catch-up on {label}", total=w3.eth.block_number)
+            progress = indexer.sync(on_progress=lambda p: bar.update(task, completed=p.checkpoint))
+        started = time.perf_counter()
+        rebuilt = indexer.rebuild()
+        rebuild_s = time.perf_counter() - started
+        engine.dispose()
+        queue.put(
+            {
+                "backend": label,
+                "logs": progress.logs,
+                "items": progress.items,
+                "seconds": progress.seconds,
+                "logs_per_s": progress.logs / progress.seconds,
+                "items_per_s": progress.items / progress.seconds,
+                "rebuild_seconds": rebuild_s,
+                "rebuild_items": rebuilt.items,
+                "idle_rss_mib": idle,
+                "peak_rss_mib": peak_rss_mib(os.getpid()) or 0.0,
+            }
+        )
+    except Exception as exc:  # the parent reports it
+        queue.put({"error": repr(exc)})
+
+
+def read_only(w3: Any, manifest: Any, tmp: Path) -> dict[str, Any]:
+    """The catch-up's baseline: the same reads (logs in adaptive ranges, decoding, block headers)
+    with no read model written, i.e. what the node and the decoding cost before the database."""
+    indexer = Indexer(read_model_engine(f"sqlite:///{tmp}/read-only.db"), w3, manifest)
+    head = w3.eth.block_number
+    start, logs, items = manifest.deploy_block, 0, 0
+    t0 = time.perf_counter()
     with Bar(console=console) as bar:
-        task = bar.add_task(f"catch-up on {label}", total=w3.eth.block_number)
-        progress = indexer.sync(on_progress=lambda p: bar.update(task, completed=p.checkpoint))
-    started = time.perf_counter()
-    rebuilt = indexer.rebuild()
-    rebuild_s = time.perf_counter() - started
-    engine.dispose()
-    return {
-        "backend": label,
-        "logs": progress.logs,
-        "items": progress.items,
-        "seconds": progress.seconds,
-        "logs_per_s": progress.logs / progress.seconds,
-        "items_per_s": progress.items / progress.seconds,
-        "rebuild_seconds": rebuild_s,
-        "rebuild_items": rebuilt.items,
-    }
+        task = bar.add_task("read only (baseline)", total=head)
+        while start <= head:
+            end = min(head, start + indexer.range - 1)
+            raw = indexer._get_logs(start, end)
+            if len(raw) < indexer.max_logs_per_range // 4:
+                indexer.range = min(indexer.max_range, indexer.range * 2)
+            decoded = [d for d in (indexer.decoder.decode(x) for x in raw) if d is not None]
+            indexer._headers(sorted({d.block_number for d in decoded} | {end}))
+            logs += len(decoded)
+            items += sum(len(d.args.get(k, ())) for d in decoded for k in ("keys", "containerKeys"))
+            start = end + 1
+            bar.update(task, completed=end)
+    seconds = time.perf_counter() - t0
+    indexer.engine.dispose()
+    return {"logs": logs, "items": items, "seconds": seconds, "items_per_s": items / seconds}
 
 
 def lag_under_load(
@@ -190,20 +243,30 @@ def main() -> None:
         results["chain"] = build_chain(orgs, args.journeys, args.singles)
         results["chain"]["build_seconds"] = time.perf_counter() - t0
         results["chain"]["height"] = w3.eth.block_number
-        runs = [catch_up(f"sqlite:///{tmp}/bench.db", w3, manifest, "SQLite")]
+        results["read_only"] = read_only(w3, manifest, Path(tmp))
+        runs = [catch_up(f"sqlite:///{tmp}/bench.db", devnet.rpc_url, manifest, "SQLite")]
         pg: TempPostgres | None = None
         if not args.no_postgres:
             url = args.postgres_url
             if url is None:
                 pg = TempPostgres().start()
                 url = pg.database_url("bench")
-            runs.append(catch_up(url, w3, manifest, "PostgreSQL"))
+            runs.append(catch_up(url, devnet.rpc_url, manifest, "PostgreSQL"))
         results["catch_up"] = runs
         results["lag"] = lag_under_load(f"sqlite:///{tmp}/lag.db", w3, manifest, orgs, args.lag_seconds)
         if pg:
             pg.stop()
     table = Table(title=f"indexer catch-up, chain height {results['chain']['height']}")
-    for col in ("backend", "item events", "logs", "seconds", "item events/s", "logs/s", "rebuild s"):
+    for col in (
+        "backend",
+        "item events",
+        "logs",
+        "seconds",
+        "item events/s",
+        "logs/s",
+        "rebuild s",
+        "memory MiB idle -> peak",
+    ):
         table.add_column(col, justify="right")
     for r in runs:
         table.add_row(
@@ -214,7 +277,11 @@ def main() -> None:
             f"{r['items_per_s']:,.0f}",
             f"{r['logs_per_s']:,.0f}",
             f"{r['rebuild_seconds']:.1f}",
+            f"{r['idle_rss_mib']:.0f} -> {r['peak_rss_mib']:.0f}",
         )
+    ro = results["read_only"]
+    table.add_row("read only (baseline)", f"{ro['items']:,}", f"{ro['logs']:,}", f"{ro['seconds']:.1f}",
+                  f"{ro['items_per_s']:,.0f}", "", "", "")  # fmt: skip
     console.print(table)
     lag = results["lag"]
     console.print(
@@ -223,7 +290,36 @@ def main() -> None:
         f"{lag['blocks_behind_p50']}, max {lag['blocks_behind_max']}"
     )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps({"raw": results, "figures": figures(results)}, indent=2) + "\n")
+
+
+def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """bench/results.json entries: catch-up speed against the read-only pass over the same chain, and
+    the indexer process's peak memory against the same process idle."""
+    base = results["read_only"]["items_per_s"]
+    out: list[dict[str, Any]] = []
+    for r in results["catch_up"]:
+        out.append(
+            {
+                "name": f"indexer catch-up on {r['backend']} ({r['items']:,} item events)",
+                "value": round(r["items_per_s"], 1),
+                "unit": "item events/s",
+                "baseline": round(base, 1),
+                "baseline_name": "the same reads and decoding, nothing written (read only)",
+                "ratio": round(r["items_per_s"] / base, 4),
+            }
+        )
+        out.append(
+            {
+                "name": f"indexer peak memory, catch-up and rebuild on {r['backend']}",
+                "value": round(r["peak_rss_mib"], 1),
+                "unit": "MiB",
+                "baseline": round(r["idle_rss_mib"], 1),
+                "baseline_name": "the same process idle after start-up and migrations",
+                "ratio": round(r["peak_rss_mib"] / r["idle_rss_mib"], 3),
+            }
+        )
+    return out
 
 
 if __name__ == "__main__":
