@@ -949,7 +949,9 @@ def profile(built: Built, url: str, n: int, console: Console) -> dict[str, Any]:
     idents = [PackCode(**b).identifier() for b in bodies]
     principal = Principal(1, "pharmacy.counter", "Pharmacy counter", "operator", built.pharmacy_org,
                           frozenset({"DISPENSER"}), 1)  # fmt: skip
-    scope = {"type": "http", "method": "POST", "path": "/v1/verify", "query_string": b"",
+    app = create_app(settings, run_submitter=False)
+    scope = {"type": "http", "method": "POST", "path": "/v1/verify", "query_string": b"", "app": app,
+             "client": ("127.0.0.1", 50000),
              "headers": [(b"authorization", f"Bearer {built.token}".encode())]}  # fmt: skip
 
     def verify_one(i: int) -> None:
@@ -984,7 +986,6 @@ def profile(built: Built, url: str, n: int, console: Console) -> dict[str, Any]:
     event.remove(engine, "before_cursor_execute", before)
     event.remove(engine, "after_cursor_execute", after)
 
-    app = create_app(settings, run_submitter=False)
     bare = bare_app()
     asyncio.run(_asgi_requests(app, "/v1/verify", bodies[:50], built.token))
     asyncio.run(_asgi_requests(bare, "/bare", bodies[:50], built.token))

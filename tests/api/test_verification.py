@@ -7,8 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from api.client import ApiProblem, RxClient
+from api.verify import _PACK, pack_custody
+from node.indexer.custody import resolve
+from node.ledger.constants import ContainerState
 from node.ledger.journey import JOURNEY_GTIN, sscc
 from tests.api.conftest import Consortium
 from tests.api.test_custody import released_batch
@@ -161,3 +165,37 @@ def test_recall_undo_tote_and_vrs(consortium: Consortium) -> None:
         "verified": True,
         "additionalInfo": "Recalled",
     }
+
+
+def test_the_counters_one_join_custody_equals_the_general_resolver(consortium: Consortium) -> None:
+    """verify_pack reads a pack's custody from one joined row (a loose pack, a pack whose case was
+    unpacked, a pack in a loose case at home or in transit) and falls back to the general resolver
+    for deeper nesting: both must agree on every pack indexed so far, and each kind must occur."""
+    at_pharmacy(consortium, "VF-EQ", ["VFEQA", "VFEQB"], 40)  # case received and unpacked
+    case, moving, pallet = sscc("4098765", 890_041), sscc("4098765", 890_042), sscc("4098765", 890_043)
+    released_batch(consortium, "VF-EQ2", ["VFEQC", "VFEQD", "VFEQE", "VFEQF"], [case, moving])
+    cmo = consortium.as_("cmo")
+    cmo.post(
+        "/v1/shipments", {"shipment_id": "VF-EQ-T", "to_gln": consortium.glns["3pl"], "containers": [moving]}
+    )
+    third = sscc("4098765", 890_044)
+    released_batch(consortium, "VF-EQ3", ["VFEQG"], [third])
+    cmo.post("/v1/pack", {"container": pallet, "containers": [third]})
+    kinds: set[str] = set()
+    with consortium.net.engine.connect() as conn:
+        for (key,) in conn.execute(text('SELECT "key" FROM units')):
+            row = conn.execute(_PACK, {"key": key}).mappings().one()
+            assert pack_custody(conn, row) == resolve(conn, dict(row)), key
+            if row["parent_key"] is None:
+                kinds.add("loose")
+            elif row["c_state"] == ContainerState.DISSOLVED:
+                kinds.add("case unpacked")
+            elif row["c_parent"] is None:
+                kinds.add("in transit" if row["c_shipment"] else "in a loose case")
+            else:
+                kinds.add("nested")
+    assert kinds >= {"case unpacked", "in a loose case", "in transit", "nested"}, kinds
+    # the shipment is left for no one: the addressee refuses it
+    consortium.as_("3pl").post(
+        "/v1/shipments/VF-EQ-T/reject", {"containers": [moving], "reason": "test over"}
+    )
