@@ -57,8 +57,12 @@ lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy node api tests
 
+# Two processes, one test file at a time each (a file's fixtures stay in one process): CI has 2 cores,
+# and most tests wait on a chain, a browser or a database. `make test PYTEST_WORKERS=0` runs in one.
+PYTEST_WORKERS ?= 2
+
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 	$(MAKE) --no-print-directory test-slow-chain
 
 # The journey again on Anvil mining every 2 s with the genesis' gas limit, as on Besu QBFT: late
