@@ -12,12 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
 VALIDATION_TYPE = "urn:rxledger:problem:validation"
 INTERNAL_TYPE = "urn:rxledger:problem:internal"
+DATABASE_UNAVAILABLE_TYPE = "urn:rxledger:problem:database-unavailable"
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,37 @@ async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
     return Problem(500, type=INTERNAL_TYPE, detail="unexpected server error; see the server log").response()
 
 
+async def _database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached (down, restarting, connection dropped): 503 with Retry-After,
+    not a 500. Without this every request during a PostgreSQL restart answered 500, and uvicorn then
+    closed the client's keep-alive connection as well (tests/faults/test_postgres_restarted.py). One
+    log line, no traceback: an outage would otherwise log one per request. The driver's message is
+    kept out of the answer (it names hosts and ports)."""
+    first_line = next(iter(str(getattr(exc, "orig", None) or exc).splitlines()), "")
+    log.warning(
+        "database unavailable on %s %s: %s: %s",
+        request.method,
+        request.url.path,
+        exc.__class__.__name__,
+        first_line,
+    )
+    return Problem(
+        503,
+        "Database unavailable",
+        type=DATABASE_UNAVAILABLE_TYPE,
+        detail="the API's database cannot be reached right now; retry later (a write retried with the "
+        "same Idempotency-Key is never done twice)",
+        headers={"Retry-After": "5"},
+    ).response()
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _problem_handler)
+    # SQLAlchemy's wrappers of the driver's connection-level errors (psycopg: server down, shutting
+    # down, starting up, connection lost; SQLite: locked, cannot open); other database errors (a
+    # constraint, bad SQL) stay 500s
+    app.add_exception_handler(OperationalError, _database_unavailable_handler)
+    app.add_exception_handler(InterfaceError, _database_unavailable_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(Exception, _unhandled_handler)

@@ -437,15 +437,21 @@ class Submitter:
             return True
         block = int(receipt["blockNumber"])
         self.runtime.mined.set()
-        self._set_tx(
-            tx.id,
-            status=TxStatus.MINED,
-            tx_hash=tx_hash,
-            block_number=block,
-            gas_used=int(receipt["gasUsed"]),
-        )
         assert op.seq is not None
+        # The transaction's MINED and its operation's counters in one database transaction: the
+        # database going down between two commits left a mined transaction whose operation never
+        # counted it (txs_done short, no last_block, so `_finish` did not wait for the indexer).
         with Session(self.engine) as session:
+            session.execute(
+                update(OperationTx)
+                .where(col(OperationTx.id) == tx.id)
+                .values(
+                    status=TxStatus.MINED,
+                    tx_hash=tx_hash,
+                    block_number=block,
+                    gas_used=int(receipt["gasUsed"]),
+                )
+            )
             session.execute(
                 update(Operation)
                 .where(Operation.seq == op.seq)  # type: ignore[arg-type]

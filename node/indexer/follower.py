@@ -297,14 +297,17 @@ class Indexer:
         while not stop.is_set():
             try:
                 applied = self.step(progress)
+                if applied == 0:
+                    # inside the try: the heartbeat writes to the database, and a database that
+                    # went down since the step must not end the loop (it ended the indexer thread)
+                    self.heartbeat()
             except DeepReorg:
                 raise
-            except Exception:  # node restarting, database busy: retry after a pause
+            except Exception:  # node restarting, database busy or down: retry after a pause
                 log.exception("indexer step failed; retrying")
                 stop.wait(min(5.0, poll_interval * 10))
                 continue
             if applied == 0:
-                self.heartbeat()
                 if wake is None:
                     stop.wait(poll_interval)
                 else:
