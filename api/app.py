@@ -19,6 +19,7 @@ from api import audit
 from api.database import api_engine
 from api.health import Health, collect_health
 from api.notify import start_notifier
+from api.openapi import PROBLEM_RESPONSES, install_openapi
 from api.problems import BodySizeLimit, JsonDepthLimit, install_problem_handlers
 from api.routes import (
     admin,
@@ -104,7 +105,11 @@ def create_app(
         summary="Pharmaceutical traceability on a permissioned ledger",
         version="0.1.0",
         lifespan=lifespan,
+        # every route's errors are problem documents (api/openapi.py); FastAPI alone documents a 422
+        # with a body this API never sends, and no other 4xx
+        responses=PROBLEM_RESPONSES,
     )
+    install_openapi(app)
     app.state.settings = settings
     app.state.engine = engine
     app.state.runtime = runtime

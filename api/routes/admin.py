@@ -17,10 +17,11 @@ from sqlmodel import Session, col
 from api.auth import Permit, Principal, RuntimeDep, require_org
 from api.identifiers import Gln
 from api.models import ApiToken, OrgSigner, SignerMode, User
+from api.openapi import ACCEPTED
 from api.outbox import claim_pending_signers as outbox_claim
 from api.plan import OrgByGln, Plan, TxStep
 from api.problems import Problem
-from api.routes.common import WriteDep, org_row
+from api.routes.common import RowId, WriteDep, org_row
 from api.rules import rule_problem
 from api.runtime import ChainUnavailable, Runtime
 from api.security import hash_credential, new_token
@@ -30,6 +31,7 @@ from node.ledger.constants import Role
 router = APIRouter(prefix="/v1", tags=["organisations, users and keys"])
 
 ROLE_BY_NAME = {name.lower(): role for role, name in Role.NAMES.items()}
+MAX_UINT40 = 2**40 - 1  # key validity times are uint40 on chain (ConsortiumRegistry.addKey, rotateKey)
 OrgKind = Literal["sponsor", "cmo", "logistics", "distributor", "dispenser", "regulator"]
 
 
@@ -40,8 +42,8 @@ class KeySpec(BaseModel):
         default=None, pattern=r"^0x[0-9a-fA-F]{40}$", description="external keys only"
     )
     key_admin: bool = True
-    valid_from: int = Field(default=0, ge=0, description="unix time; 0 = now")
-    valid_until: int = Field(default=0, ge=0, description="unix time; 0 = no end")
+    valid_from: int = Field(default=0, ge=0, le=MAX_UINT40, description="unix time; 0 = now")
+    valid_until: int = Field(default=0, ge=0, le=MAX_UINT40, description="unix time; 0 = no end")
 
 
 class OnboardOrganization(BaseModel):
@@ -160,7 +162,12 @@ def _save_signer(runtime: Runtime, signer: OrgSigner) -> None:
         session.commit()
 
 
-@router.post("/organizations", status_code=202, summary="Onboard an organisation (consortium admin)")
+@router.post(
+    "/organizations",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Onboard an organisation (consortium admin)",
+)
 async def onboard_organization(
     request: Request,
     body: OnboardOrganization,
@@ -246,15 +253,20 @@ def list_organizations(
 
 @router.get("/organizations/{org_id}", summary="One organisation")
 def get_organization(
-    org_id: int, runtime: RuntimeDep, _: Annotated[Principal, Depends(Permit("read"))]
+    org_id: RowId, runtime: RuntimeDep, _: Annotated[Principal, Depends(Permit("read"))]
 ) -> OrganizationOut:
     claim_pending_signers(runtime)
     return _org_out(runtime, org_row(runtime, org_id, "org_id"))
 
 
-@router.post("/organizations/{org_id}/status", status_code=202, summary="Suspend, reactivate or offboard")
+@router.post(
+    "/organizations/{org_id}/status",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Suspend, reactivate or offboard",
+)
 async def change_org_status(
-    org_id: int,
+    org_id: RowId,
     body: OrgStatusChange,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("organizations.status"))],
@@ -279,9 +291,14 @@ async def change_org_status(
 # ---------------------------------------------------------------------- keys
 
 
-@router.post("/organizations/{org_id}/keys", status_code=202, summary="Add a signing key to an organisation")
+@router.post(
+    "/organizations/{org_id}/keys",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Add a signing key to an organisation",
+)
 async def add_key(
-    org_id: int,
+    org_id: RowId,
     body: KeySpec,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("keys.manage"))],
@@ -325,9 +342,14 @@ def _org_key(runtime: Runtime, org_id: int, address: str) -> str:
     return str(to_checksum_address(address))
 
 
-@router.post("/organizations/{org_id}/keys/{address}/revoke", status_code=202, summary="Revoke a signing key")
+@router.post(
+    "/organizations/{org_id}/keys/{address}/revoke",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Revoke a signing key",
+)
 async def revoke_key(
-    org_id: int,
+    org_id: RowId,
     address: str,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("keys.manage"))],
@@ -351,16 +373,17 @@ class Rotation(BaseModel):
     address: str | None = Field(
         default=None, pattern=r"^0x[0-9a-fA-F]{40}$", description="external keys only"
     )
-    valid_until: int = Field(default=0, ge=0, description="unix time; 0 = no end")
+    valid_until: int = Field(default=0, ge=0, le=MAX_UINT40, description="unix time; 0 = no end")
 
 
 @router.post(
     "/organizations/{org_id}/keys/{address}/rotate",
     status_code=202,
+    responses=ACCEPTED,
     summary="Replace a signing key by a new one in one transaction (the old one is revoked)",
 )
 async def rotate_key(
-    org_id: int,
+    org_id: RowId,
     address: str,
     body: Rotation,
     runtime: RuntimeDep,
@@ -386,7 +409,12 @@ async def rotate_key(
     )
 
 
-@router.post("/relayer", status_code=202, summary="Create the API's relayer key and register it on chain")
+@router.post(
+    "/relayer",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Create the API's relayer key and register it on chain",
+)
 async def create_relayer(
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("relayer.manage"))],
@@ -480,7 +508,7 @@ class UserCreated(BaseModel):
 
 @router.post("/organizations/{org_id}/users", status_code=201, summary="Create a user (and its first token)")
 def add_user(
-    org_id: int,
+    org_id: RowId,
     body: NewUser,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("users.manage"))],
@@ -508,7 +536,7 @@ def add_user(
 
 @router.get("/organizations/{org_id}/users", summary="Users of an organisation")
 def list_users(
-    org_id: int, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("users.manage"))]
+    org_id: RowId, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("users.manage"))]
 ) -> list[UserOut]:
     require_org(principal, org_id, "users.manage")
     org_row(runtime, org_id)
@@ -529,7 +557,7 @@ def _user_in_scope(runtime: Runtime, principal: Principal, user_id: int) -> User
 
 @router.post("/users/{user_id}/tokens", status_code=201, summary="Issue a token (shown once)")
 def add_token(
-    user_id: int,
+    user_id: RowId,
     body: NewToken,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("users.manage"))],
@@ -540,7 +568,7 @@ def add_token(
 
 @router.get("/users/{user_id}/tokens", summary="A user's tokens (never the secrets)")
 def list_tokens(
-    user_id: int, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("users.manage"))]
+    user_id: RowId, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("users.manage"))]
 ) -> list[TokenOut]:
     _user_in_scope(runtime, principal, user_id)
     with Session(runtime.engine) as session:
@@ -563,7 +591,7 @@ def list_tokens(
 
 @router.post("/tokens/{token_id}/revoke", summary="Revoke a token")
 def revoke_token(
-    token_id: int, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("users.manage"))]
+    token_id: RowId, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("users.manage"))]
 ) -> TokenOut:
     with Session(runtime.engine) as session:
         token = session.get(ApiToken, token_id)
@@ -588,7 +616,7 @@ def revoke_token(
 
 @router.post("/users/{user_id}/disable", summary="Disable a user (their tokens stop working)")
 def disable_user(
-    user_id: int, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("users.manage"))]
+    user_id: RowId, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("users.manage"))]
 ) -> UserOut:
     user = _user_in_scope(runtime, principal, user_id)
     with Session(runtime.engine) as session:

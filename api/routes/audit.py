@@ -12,6 +12,7 @@ from sqlmodel import Session
 from api import audit
 from api.auth import Permit, Principal, RuntimeDep
 from api.models import AuditEntry
+from api.routes.common import MAX_ROW_ID
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -46,7 +47,7 @@ def list_audit(
     principal: Annotated[Principal, Depends(Permit("audit.read"))],
     operation_id: str | None = None,
     limit: Annotated[int, Query(gt=0, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(gt=0)] = None,
+    before_id: Annotated[int | None, Query(gt=0, le=MAX_ROW_ID)] = None,
 ) -> list[AuditOut]:
     stmt = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)  # type: ignore[union-attr]
     if not principal.is_admin:

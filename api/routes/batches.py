@@ -20,8 +20,9 @@ from sqlmodel import Session, col
 from api.auth import Permit, Principal, RuntimeDep, forbidden
 from api.identifiers import Bytes32Hex, Gln, Gtin, Lot
 from api.models import Document, SignatureRecord
+from api.openapi import ACCEPTED
 from api.plan import Plan, TxStep
-from api.routes.common import Write, WriteDep, batch_row, org_row
+from api.routes.common import MAX_ROW_ID, RowId, Write, WriteDep, batch_row, org_row
 from api.rules import rule_problem
 from api.runtime import Runtime
 from api.security import verify_credential
@@ -68,10 +69,10 @@ class ProductOut(BaseModel):
 
 class Authorization(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    org_id: int = Field(gt=0)
+    org_id: int = Field(gt=0, le=MAX_ROW_ID)
 
 
-@router.post("/products", status_code=202, summary="Register a product (sponsor)")
+@router.post("/products", status_code=202, responses=ACCEPTED, summary="Register a product (sponsor)")
 async def register_product(
     body: NewProduct,
     principal: Annotated[Principal, Depends(Permit("products.register"))],
@@ -109,7 +110,12 @@ def _product(runtime: Runtime, gtin: str) -> Any:
     return row
 
 
-@router.post("/products/{gtin}/manufacturers", status_code=202, summary="Authorise a CMO for a product")
+@router.post(
+    "/products/{gtin}/manufacturers",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Authorise a CMO for a product",
+)
 async def authorize_manufacturer(
     gtin: Gtin,
     body: Authorization,
@@ -132,11 +138,14 @@ async def authorize_manufacturer(
 
 
 @router.delete(
-    "/products/{gtin}/manufacturers/{org_id}", status_code=202, summary="Withdraw a CMO's authorisation"
+    "/products/{gtin}/manufacturers/{org_id}",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Withdraw a CMO's authorisation",
 )
 async def revoke_manufacturer(
     gtin: Gtin,
-    org_id: int,
+    org_id: RowId,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("products.authorize"))],
     write: WriteDep,
@@ -225,7 +234,7 @@ class BatchOut(BaseModel):
     certificates: list[CertificateOut] = []
 
 
-@router.post("/batches", status_code=202, summary="Create a batch (CMO)")
+@router.post("/batches", status_code=202, responses=ACCEPTED, summary="Create a batch (CMO)")
 async def create_batch(
     body: NewBatch,
     principal: Annotated[Principal, Depends(Permit("batches.create"))],
@@ -327,7 +336,7 @@ def list_batches(
         str | None, Query(pattern="^(quarantine|released|rejected|recalled|suspended)$")
     ] = None,
     limit: Annotated[int, Query(gt=0, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> list[BatchOut]:
     b = table(Batch)
     stmt = select(b).order_by(b.c.idx.desc()).limit(limit).offset(offset)
@@ -406,7 +415,12 @@ async def upload_document(
     return StoredDocument(document_sha256=sha, size=len(data))
 
 
-@router.post("/batches/{batch_id}/certificates", status_code=202, summary="Upload and anchor a certificate")
+@router.post(
+    "/batches/{batch_id}/certificates",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Upload and anchor a certificate",
+)
 async def anchor_certificate(
     batch_id: Bytes32Hex,
     runtime: RuntimeDep,
@@ -658,6 +672,7 @@ def _decision_route(action: str) -> None:
         route,
         methods=["POST"],
         status_code=202,
+        responses=ACCEPTED,
         summary=f"{action.capitalize()} a batch (QP, sponsor; electronically signed)",
     )
 

@@ -19,8 +19,9 @@ from api.auth import Permit, Principal, RuntimeDep
 from api.epcis.plain import EventWriter, expiry_date, org_gln
 from api.identifiers import Bytes32Hex, Gln, Serial, Sscc, UnitRef, sscc_key
 from api.models import KnownItem
+from api.openapi import ACCEPTED
 from api.plan import KeyRef, Plan, TxStep, chunks
-from api.routes.common import Write, WriteDep, batch_row, org_by_gln, org_row
+from api.routes.common import MAX_ROW_ID, Write, WriteDep, batch_row, org_by_gln, org_row
 from api.rules import rule_problem
 from api.runtime import Runtime
 from node.epcis import events as ev
@@ -112,7 +113,9 @@ class Commission(BaseModel):
     )
 
 
-@router.post("/commission", status_code=202, summary="Commission serialised packs of a batch (CMO)")
+@router.post(
+    "/commission", status_code=202, responses=ACCEPTED, summary="Commission serialised packs of a batch (CMO)"
+)
 async def commission(
     body: Commission,
     runtime: RuntimeDep,
@@ -189,7 +192,12 @@ class Unpack(BaseModel):
     containers: list[Sscc] = Field(default_factory=list)
 
 
-@router.post("/pack", status_code=202, summary="Pack units or containers into a container (aggregation)")
+@router.post(
+    "/pack",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Pack units or containers into a container (aggregation)",
+)
 async def pack(
     body: Pack,
     runtime: RuntimeDep,
@@ -211,7 +219,10 @@ async def pack(
 
 
 @router.post(
-    "/unpack", status_code=202, summary="Take items out of a container (all of them when none are listed)"
+    "/unpack",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Take items out of a container (all of them when none are listed)",
 )
 async def unpack(
     body: Unpack,
@@ -270,7 +281,7 @@ def shipment_label(raw: bytes) -> str:
 
 class Ship(Items):
     to_gln: Gln | None = None
-    to_org: int | None = Field(default=None, gt=0)
+    to_org: int | None = Field(default=None, gt=0, le=MAX_ROW_ID)
     shipment_id: str | None = Field(default=None, min_length=1, max_length=66)
     reference: str = Field(
         default="", max_length=500, description="despatch advice / PO number; anchored as a hash"
@@ -283,7 +294,7 @@ class Ship(Items):
         return self
 
 
-@router.post("/shipments", status_code=202, summary="Ship items to another organisation")
+@router.post("/shipments", status_code=202, responses=ACCEPTED, summary="Ship items to another organisation")
 async def ship(
     body: Ship,
     runtime: RuntimeDep,
@@ -422,6 +433,7 @@ async def _settle(
 @router.post(
     "/shipments/{shipment_id}/receive",
     status_code=202,
+    responses=ACCEPTED,
     summary="Receive a shipment (all pending items, or those listed)",
 )
 async def receive(
@@ -443,6 +455,7 @@ async def receive(
 @router.post(
     "/shipments/{shipment_id}/reject",
     status_code=202,
+    responses=ACCEPTED,
     summary="Refuse listed items; custody returns to the sender",
 )
 async def reject_items(
@@ -462,7 +475,10 @@ async def reject_items(
 
 
 @router.post(
-    "/shipments/{shipment_id}/missing", status_code=202, summary="Report listed items as not arrived"
+    "/shipments/{shipment_id}/missing",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Report listed items as not arrived",
 )
 async def report_missing(
     shipment_id: str,
@@ -483,6 +499,7 @@ async def report_missing(
 @router.post(
     "/shipments/{shipment_id}/reclaim",
     status_code=202,
+    responses=ACCEPTED,
     summary="Sender takes back items of a shipment to an inactive addressee",
 )
 async def reclaim(
@@ -542,7 +559,10 @@ async def _units_action(
 
 
 @router.post(
-    "/decommission", status_code=202, summary="Decommission packs (dispensed, destroyed, exported...)"
+    "/decommission",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Decommission packs (dispensed, destroyed, exported...)",
 )
 async def decommission(
     body: Decommission,
@@ -561,7 +581,12 @@ async def decommission(
     )
 
 
-@router.post("/decommission/undo", status_code=202, summary="Undo a decommissioning within its window")
+@router.post(
+    "/decommission/undo",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Undo a decommissioning within its window",
+)
 async def undo_decommission(
     body: UnitList,
     principal: Annotated[Principal, Depends(Permit("custody.decommission"))],
@@ -579,7 +604,7 @@ async def undo_decommission(
     )
 
 
-@router.post("/suspect", status_code=202, summary="Flag packs as suspect (investigation)")
+@router.post("/suspect", status_code=202, responses=ACCEPTED, summary="Flag packs as suspect (investigation)")
 async def flag_suspect(
     body: UnitList,
     principal: Annotated[Principal, Depends(Permit("suspect.flag"))],
@@ -608,7 +633,10 @@ async def flag_suspect(
 
 
 @router.post(
-    "/suspect/clear", status_code=202, summary="Clear suspect packs found legitimate (sponsor or regulator)"
+    "/suspect/clear",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Clear suspect packs found legitimate (sponsor or regulator)",
 )
 async def clear_suspect(
     body: UnitList,
@@ -634,7 +662,12 @@ class BatchSuspect(BaseModel):
     )
 
 
-@router.post("/batches/{batch_id}/suspect", status_code=202, summary="Flag a whole batch as suspect")
+@router.post(
+    "/batches/{batch_id}/suspect",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Flag a whole batch as suspect",
+)
 async def flag_batch_suspect(
     batch_id: Bytes32Hex,
     body: BatchSuspect,
@@ -668,6 +701,7 @@ async def flag_batch_suspect(
 @router.post(
     "/batches/{batch_id}/suspect/clear",
     status_code=202,
+    responses=ACCEPTED,
     summary="Clear a suspect batch (sponsor or regulator)",
 )
 async def clear_batch_suspect(

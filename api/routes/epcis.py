@@ -21,6 +21,7 @@ from api.epcis.query import EventQuery, read_token, run
 from api.epcis.store import already_captured, parse_time
 from api.models.epcis import CaptureJob, EpcisEvent
 from api.models.outbox import TERMINAL, Operation, OperationStatus
+from api.openapi import problem_response
 from api.problems import Problem
 from api.routes.common import WriteDep
 from api.rules import PROBLEM_BASE, rule_problem
@@ -179,6 +180,11 @@ def _job_response(runtime: Runtime, job: CaptureJob, status: int) -> JSONRespons
     "/capture",
     status_code=202,
     summary="Capture an EPCIS 2.0 document: each event becomes its ledger action or is anchored by hash",
+    responses={
+        202: {"description": "The capture job: its events are being anchored"},
+        200: {"description": "The capture job, finished already; or an Idempotency-Key replays it"},
+        415: problem_response("The document is not application/json or application/ld+json"),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -19,6 +19,7 @@ from api import provenance as pv
 from api.auth import REGULATOR, Permit, Principal, RuntimeDep
 from api.identifiers import Bytes32Hex
 from api.models.notifications import Delivery, Notification, Webhook
+from api.routes.common import MAX_ROW_ID, RowId
 from api.rules import rule_problem
 from api.runtime import Runtime
 from node.indexer.schema import BatchStatusChange, Organization, Unit, table
@@ -56,7 +57,9 @@ def list_webhooks(
 
 @router.delete("/webhooks/{webhook_id}", summary="Stop delivering to a webhook")
 def remove_webhook(
-    webhook_id: int, runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("webhooks.manage"))]
+    webhook_id: RowId,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("webhooks.manage"))],
 ) -> dict[str, Any]:
     with Session(runtime.engine) as session:
         hook = session.get(Webhook, webhook_id)
@@ -108,7 +111,7 @@ def _notifications(runtime: Runtime, org_id: int | None, after: int, limit: int)
 def list_notifications(
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("read.own"))],
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     return _notifications(runtime, principal.org_id, after, limit)
@@ -123,7 +126,7 @@ def list_notifications(
 async def notification_stream(
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("read.own"))],
-    last_event_id: Annotated[int, Header(alias="Last-Event-ID", ge=0)] = 0,
+    last_event_id: Annotated[int, Header(alias="Last-Event-ID", ge=0, le=MAX_ROW_ID)] = 0,
     follow: Annotated[bool, Query(description="false: send what is there and end")] = True,
 ) -> StreamingResponse:
     async def stream() -> AsyncIterator[str]:

@@ -19,9 +19,10 @@ from api.auth import Permit, Principal, RuntimeDep
 from api.epcis.plain import org_gln
 from api.identifiers import Gln, Gtin, Lot, Serial, UnitRef
 from api.models.alerts import Alert, AlertStatus
+from api.openapi import ACCEPTED
 from api.problems import Problem
 from api.routes import custody
-from api.routes.common import WriteDep
+from api.routes.common import RowId, WriteDep
 from api.rules import PROBLEM_BASE, rule_problem
 from api.runtime import Runtime
 from api.verify import ALREADY_DISPENSED, COUNTERFEIT_SIGNALS, Verification, verify_pack
@@ -131,7 +132,12 @@ class Undo(BaseModel):
 SECOND_DECOMMISSION = (PROBLEM_BASE + "already-dispensed", PROBLEM_BASE + "already-decommissioned")
 
 
-@router.post("/v1/dispense", status_code=202, summary="Dispense (or decommission for another reason) packs")
+@router.post(
+    "/v1/dispense",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Dispense (or decommission for another reason) packs",
+)
 async def dispense(
     body: Dispense,
     runtime: RuntimeDep,
@@ -158,7 +164,12 @@ async def dispense(
         raise
 
 
-@router.post("/v1/undo", status_code=202, summary="Undo your organisation's decommissioning within 240 hours")
+@router.post(
+    "/v1/undo",
+    status_code=202,
+    responses=ACCEPTED,
+    summary="Undo your organisation's decommissioning within 240 hours",
+)
 async def undo(
     body: Undo,
     principal: Annotated[Principal, Depends(Permit("custody.decommission"))],
@@ -281,7 +292,7 @@ class AlertUpdate(BaseModel):
     "/v1/alerts/{alert_id}", summary="Investigate or close an alert (the product's sponsor or a regulator)"
 )
 def handle_alert(
-    alert_id: int,
+    alert_id: RowId,
     body: AlertUpdate,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("alerts.handle"))],
