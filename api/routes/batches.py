@@ -485,7 +485,12 @@ async def verify_certificate(
     return VerifyOut(document_sha256=sha, anchored=bool(matches), certificates=matches)
 
 
-@router.get("/documents/{sha256}", summary="Download a stored certificate")
+@router.get(
+    "/documents/{sha256}",
+    summary="Download a stored certificate",
+    response_class=FileResponse,
+    responses={200: {"description": "The file as uploaded, with its media type", "content": {"*/*": {}}}},
+)
 def download_document(
     sha256: Bytes32Hex,
     runtime: RuntimeDep,
