@@ -29,7 +29,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,7 +44,6 @@ from web3 import Web3
 from web3.contract import Contract
 
 from api.bootstrap import ensure_admin
-from api.client import RxClient
 from api.database import api_engine
 from api.models import Operation, OperationTx
 from api.runtime import Runtime
@@ -64,6 +62,7 @@ from tests.api.conftest import ApiNet, Consortium, api_settings, onboard_consort
 from tests.api.test_custody import released_batch
 from tests.faults.test_chain_node_killed import (
     IN_FLIGHT,
+    accept_all,
     decommissioned_on_chain,
     in_flight,
     mining_paused,
@@ -76,7 +75,6 @@ pytestmark = [pytest.mark.chain, pytest.mark.timeout(540)]
 OPERATIONS = 300  # single-pack decommissions, each its own operation and transaction
 MIN_IN_FLIGHT = 200  # kill the API with at least this many accepted operations unfinished
 DONE_BEFORE_KILL = 20  # let the submitter finish some first: the restart finds every state there is
-ACCEPT_WORKERS = 4  # concurrent clients while accepting
 START_TIMEOUT = 90.0  # bound for the API process to answer HTTP
 HOLD_TIMEOUT = 60.0  # bound for the submitter to broadcast once the proxy is armed
 SETTLE_TIMEOUT = 240.0  # bound for every operation to reach an outcome after the restart
@@ -104,8 +102,11 @@ def decommission_body(serial: str, reason: str = "destroyed") -> dict[str, Any]:
     return {"units": [{"gtin": JOURNEY_GTIN, "serial": serial}], "reason": reason}
 
 
+KEY_PREFIX = "apikill-"  # each operation's Idempotency-Key: the prefix and its serial
+
+
 def idempotency_key(serial: str) -> str:
-    return f"apikill-{serial}"
+    return KEY_PREFIX + serial
 
 
 class SendHoldingProxy:
@@ -338,30 +339,6 @@ def api_process_network(tmp: Path) -> Iterator[ApiKillNet]:
             proxy.close()
 
 
-def accept_all(base_url: str, token: str, serials: list[str]) -> list[str]:
-    """One single-pack decommission per serial, each with its Idempotency-Key, accepted (202)
-    without waiting; their ids in order."""
-    local = threading.local()
-    clients: list[RxClient] = []
-
-    def accept(serial: str) -> str:
-        if not hasattr(local, "client"):
-            local.client = RxClient(base_url, token)
-            clients.append(local.client)
-        view: dict[str, Any] = local.client.post(
-            DECOMMISSION, decommission_body(serial), wait=False, idempotency_key=idempotency_key(serial)
-        )
-        assert view["status"] in IN_FLIGHT, view
-        return str(view["id"])
-
-    try:
-        with ThreadPoolExecutor(ACCEPT_WORKERS, thread_name_prefix="accept") as pool:
-            return list(pool.map(accept, serials))
-    finally:
-        for client in clients:
-            client.close()
-
-
 @dataclass
 class OutboxState:
     """What the outbox holds about the operations under test (a gauge and diagnostics: the verdict
@@ -474,7 +451,7 @@ def test_sigkilled_api_loses_and_duplicates_no_accepted_operation(apikill: ApiKi
 
     # ---- accept them all (mining paused, so that all are still in flight when the submitter starts)
     with mining_paused(net.api.devnet):
-        ids = accept_all(net.api.base_url, token, serials)
+        ids = accept_all(net.api.base_url, token, serials, KEY_PREFIX)
     phases.mark("accepting")
     assert len(set(ids)) == OPERATIONS
     serial_of = dict(zip(ids, serials, strict=True))

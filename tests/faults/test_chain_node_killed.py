@@ -142,8 +142,9 @@ def in_flight(engine: Engine) -> int:
         return int(session.execute(stmt).scalar_one())
 
 
-def accept_all(base_url: str, token: str, serials: list[str]) -> list[str]:
-    """One single-pack decommission per serial, accepted (202) without waiting; their ids in order."""
+def accept_all(base_url: str, token: str, serials: list[str], key_prefix: str | None = None) -> list[str]:
+    """One single-pack decommission per serial, accepted (202) without waiting; their ids in order.
+    With `key_prefix`, each carries the Idempotency-Key `<key_prefix><serial>`."""
     local = threading.local()
     clients: list[RxClient] = []
 
@@ -152,7 +153,8 @@ def accept_all(base_url: str, token: str, serials: list[str]) -> list[str]:
             local.client = RxClient(base_url, token)
             clients.append(local.client)
         body = {"units": [{"gtin": JOURNEY_GTIN, "serial": serial}], "reason": "destroyed"}
-        view: dict[str, Any] = local.client.post("/v1/decommission", body, wait=False)
+        key = None if key_prefix is None else key_prefix + serial
+        view: dict[str, Any] = local.client.post("/v1/decommission", body, wait=False, idempotency_key=key)
         assert view["status"] in IN_FLIGHT, view
         return str(view["id"])
 
