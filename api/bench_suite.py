@@ -3,6 +3,7 @@ the figures it writes (each next to a baseline measured in the same run), and re
 `docs/BENCHMARKS.md` and `bench/results.json` with the machine and the versions they ran on.
 
 Usage: scripts/bench [--quick] [--only gas,verify,api,indexer] [--docs FILE] [--results FILE]
+       scripts/bench --render     (docs/BENCHMARKS.md again from bench/results.json, nothing run)
 
 --quick runs every benchmark at a small size (a smoke run of the whole pipeline, minutes instead of
 about half an hour); its figures are not the published ones, so it writes to a temp dir unless
@@ -65,8 +66,9 @@ BENCHES = (
         "A closed loop keeps 32 requests in flight against the real API (a pharmacy operator's token, "
         "packs drawn at random from the million) and, as the baseline, against a bare FastAPI POST "
         "endpoint served with the same uvicorn options and worker count. Latency ratios above 1 and "
-        "throughput ratios below 1 are what authentication, the audit trail and the read models cost "
-        "over an empty endpoint.",
+        "throughput ratios below 1 are what authentication, the GS1 parsing and the read-model queries "
+        "cost over an empty endpoint. At saturation latency is requests in flight / throughput (Little's "
+        "law): one scan alone waits about one service time, 1 / throughput per worker.",
     ),
     Bench(
         "api",
@@ -229,7 +231,14 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated subset of gas,verify,api,indexer")
     parser.add_argument("--docs", type=Path, default=None, help="default docs/BENCHMARKS.md")
     parser.add_argument("--results", type=Path, default=None, help="default bench/results.json")
+    parser.add_argument("--render", action="store_true", help="only rewrite the report from the results")
     args = parser.parse_args()
+    if args.render:
+        results_file = args.results or CODE_ROOT / "bench" / "results.json"
+        docs_file = args.docs or CODE_ROOT / "docs" / "BENCHMARKS.md"
+        docs_file.write_text(markdown(json.loads(results_file.read_text())))
+        console.print(f"written: {docs_file} from {results_file}")
+        return
     chosen = [b for b in BENCHES if not args.only or b.key in args.only.split(",")]
     scratch = Path(tempfile.mkdtemp(prefix="rxledger-bench-"))
     published = not args.quick and not args.only
