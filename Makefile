@@ -62,7 +62,7 @@ lint: bootstrap
 PYTEST_WORKERS ?= 2
 
 test: lint
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=20
 	$(MAKE) --no-print-directory test-slow-chain
 
 # The journey again on Anvil mining every 2 s with the genesis' gas limit, as on Besu QBFT: late

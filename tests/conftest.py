@@ -20,6 +20,25 @@ from node.devnet import Devnet
 from node.errors import ErrorRegistry, default_registry
 from node.indexer.pgtemp import TempPostgres
 
+# Files that take minutes run first. `make test` runs two xdist workers that each take one file at a
+# time in collection order; a long file started last leaves the other worker idle at the end.
+SLOW_FILES_FIRST = (
+    "tests/faults/test_chain_node_killed.py",
+    "tests/foundation/test_build.py",
+    "tests/faults/",
+    "tests/api/test_schemathesis.py",
+    "tests/foundation/test_cli.py",
+    "tests/api/test_identity.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return next((i for i, p in enumerate(SLOW_FILES_FIRST) if path.startswith(p)), len(SLOW_FILES_FIRST))
+
+    items.sort(key=rank)  # stable: each file keeps its own order
+
 
 @pytest.fixture(scope="session")
 def devnet() -> Iterator[Devnet]:
