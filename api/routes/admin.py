@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlmodel import Session, col
+from web3.exceptions import Web3RPCError
 
 from api.auth import Permit, Principal, RuntimeDep, require_org
 from api.identifiers import Gln
@@ -22,7 +23,7 @@ from api.outbox import claim_pending_signers as outbox_claim
 from api.plan import OrgByGln, Plan, TxStep
 from api.problems import Problem
 from api.routes.common import RowId, WriteDep, org_row
-from api.rules import rule_problem
+from api.rules import PROBLEM_BASE, rule_problem
 from api.runtime import ChainUnavailable, Runtime
 from api.security import hash_credential, new_token
 from node.indexer.schema import Organization, OrgKey, table
@@ -32,6 +33,8 @@ router = APIRouter(prefix="/v1", tags=["organisations, users and keys"])
 
 ROLE_BY_NAME = {name.lower(): role for role, name in Role.NAMES.items()}
 MAX_UINT40 = 2**40 - 1  # key validity times are uint40 on chain (ConsortiumRegistry.addKey, rotateKey)
+FUND_ATTEMPTS = 5  # funding a new key races the submitter for the admin key's nonce
+NONCE_CONFLICTS = ("nonce too low", "already known", "replacement transaction underpriced")
 OrgKind = Literal["sponsor", "cmo", "logistics", "distributor", "dispenser", "regulator"]
 
 
@@ -149,7 +152,25 @@ def _fund(runtime: Runtime, address: str) -> None:
     if admin is None or admin.mode != SignerMode.CUSTODIAL:
         return
     chain = runtime.chain()
-    Sender(chain.w3, runtime.keystore.account(admin.address)).send({"to": address, "value": wei}, gas=21_000)
+    sender = Sender(chain.w3, runtime.keystore.account(admin.address))
+    for attempt in range(FUND_ATTEMPTS):
+        try:
+            sender.send({"to": address, "value": wei}, gas=21_000)
+            return
+        except Web3RPCError as exc:
+            # The submitter signs with the admin key too, from its own nonce count: when both take
+            # the same nonce, the second is refused (a 500 before; found by schemathesis). Take the
+            # node's next nonce and try again; the submitter re-signs its own in the same way.
+            if not any(s in str(exc).lower() for s in NONCE_CONFLICTS):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise Problem(
+        503,
+        "Chain busy",
+        type=PROBLEM_BASE + "chain-busy",
+        detail="the admin key's transactions kept taking the nonce needed to fund the new key; retry",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _save_signer(runtime: Runtime, signer: OrgSigner) -> None:

@@ -18,8 +18,11 @@ from sqlalchemy.exc import DBAPIError
 from api import audit
 from api.database import api_engine
 from api.keystore import Keystore, KeystoreError
+from api.routes.admin import _fund
 from api.rules import rule_slug, status_of
+from api.runtime import Runtime
 from api.security import hash_credential, hash_token, new_token, verify_credential
+from node.chain import Sender
 from node.indexer.pgtemp import TempPostgres
 from tests.api.conftest import ApiNet
 
@@ -191,3 +194,28 @@ def test_audit_chain_holds_with_several_api_processes_on_sqlite(tmp_path: Path) 
         w.join(timeout=120)
         assert w.exitcode == 0
     assert audit.verify_chain(engine) == (120, None)
+
+
+def test_funding_a_new_key_survives_losing_the_admin_nonce_race(
+    net: ApiNet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The submitter and the funding of a new custodial key both sign with the admin key. When the
+    other side takes the nonce first (simulated: the first nonce read is stale), the node refuses
+    the funding transaction; it must take the next nonce and go through, not answer a 500 (found by
+    tests/api/test_schemathesis.py)."""
+    runtime = Runtime.create(net.settings, net.engine)
+    real_nonce = Sender.nonce
+    stale = {"left": 1}
+
+    def nonce(self: Sender) -> int:
+        n = real_nonce(self)
+        if stale["left"] and n > 0:
+            stale["left"] -= 1
+            return n - 1  # already used: "nonce too low"
+        return n
+
+    monkeypatch.setattr(Sender, "nonce", nonce)
+    address = Account.create().address
+    _fund(runtime, address)
+    assert stale["left"] == 0, "the stale nonce was never offered"
+    assert net.w3.eth.get_balance(address) == net.settings.fund_new_keys_wei
