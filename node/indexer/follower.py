@@ -153,12 +153,11 @@ class Indexer:
 
     # ---- reorgs
 
-    def _check_reorg(self, progress: Progress) -> None:
+    def _check_reorg(self, progress: Progress, head: int) -> None:
         cp = self.checkpoint()
         if cp is None:
             return
         number, known_hash = cp
-        head = self.w3.eth.block_number
         if number <= head:
             current = self.w3.eth.get_block(number)["hash"].to_0x_hex()  # type: ignore[union-attr]
             if current == known_hash:
@@ -190,8 +189,8 @@ class Indexer:
     def step(self, progress: Progress | None = None) -> int:
         """Apply the next range of blocks (up to the safe head). Returns the number of blocks applied."""
         progress = progress or Progress()
-        self._check_reorg(progress)
-        head = self.w3.eth.block_number
+        head = self.w3.eth.block_number  # one read per step, for the reorg check and the range
+        self._check_reorg(progress, head)
         safe = head - self.confirmations
         cp = self.checkpoint()
         start = cp[0] + 1 if cp else self.manifest.deploy_block

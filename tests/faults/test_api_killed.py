@@ -53,7 +53,6 @@ from node.deploy import Deployment, deploy_suite
 from node.devnet import Devnet, _pdeathsig_preexec, free_port
 from node.indexer.audit import audit
 from node.indexer.follower import Indexer
-from node.indexer.schema import Checkpoint, table
 from node.ledger.constants import UnitState
 from node.ledger.identifiers import unit_key
 from node.ledger.journey import JOURNEY_GTIN
@@ -65,6 +64,7 @@ from tests.faults.test_chain_node_killed import (
     accept_all,
     decommissioned_on_chain,
     in_flight,
+    indexer_at_head,
     mining_paused,
     wait_for_in_flight,
     wait_until_settled,
@@ -399,21 +399,6 @@ def last_seq(engine: Engine) -> int:
         return int(session.execute(select(func.max(col(Operation.seq)))).scalar() or 0)
 
 
-def indexer_at_head(net: ApiKillNet, timeout: float = 30.0) -> bool:
-    """Poll (bounded) until the indexer's checkpoint is the chain's head block, number and hash."""
-    deadline = time.monotonic() + timeout
-    while True:
-        checkpoint = table(Checkpoint)
-        with net.engine.connect() as conn:
-            row = conn.execute(select(checkpoint.c.block_number, checkpoint.c.block_hash)).first()
-        head = net.w3.eth.get_block("latest")
-        if row is not None and (int(row[0]), str(row[1])) == (head["number"], head["hash"].to_0x_hex()):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-
-
 def retry_post(base_url: str, token: str, serial: str, reason: str = "destroyed") -> httpx.Response:
     """The POST a client sends again when it does not know whether the first one was accepted."""
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": idempotency_key(serial)}
@@ -559,7 +544,7 @@ def test_sigkilled_api_loses_and_duplicates_no_accepted_operation(apikill: ApiKi
     phases.mark("verdict")
 
     # ---- and the read models equal the contracts
-    assert indexer_at_head(net), "the indexer does not reach the head of the chain"
+    assert indexer_at_head(net.engine, net.w3), "the indexer does not reach the head of the chain"
     report = audit(net.engine, net.w3, Deployment.load(net.w3, net.api.manifest).contracts, sample=None)
     assert report.ok, f"read models differ from the contracts: {report.divergences[:5]}"
     assert report.checked["units"] >= OPERATIONS

@@ -237,15 +237,15 @@ def stuck_report(net: KillableNet, sender: ChecksumAddress) -> str:
     )
 
 
-def indexer_at_head(net: KillableNet, timeout: float = 30.0) -> bool:
+def indexer_at_head(engine: Engine, w3: Web3, timeout: float = 30.0) -> bool:
     """Poll (bounded) until the indexer's checkpoint is the chain's head block, by number *and* hash:
-    it follows the chain the node has now, not blocks lost with the kill."""
+    it follows the chain the node has now, not blocks lost with a kill."""
     deadline = time.monotonic() + timeout
     while True:
         checkpoint = table(Checkpoint)
-        with net.api.engine.connect() as conn:
+        with engine.connect() as conn:
             row = conn.execute(select(checkpoint.c.block_number, checkpoint.c.block_hash)).first()
-        head = net.w3.eth.get_block("latest")
+        head = w3.eth.get_block("latest")
         if row is not None and (int(row[0]), str(row[1])) == (head["number"], head["hash"].to_0x_hex()):
             return True
         if time.monotonic() > deadline:
@@ -339,7 +339,7 @@ def test_sigkilled_node_loses_and_duplicates_no_accepted_operation(killable: Kil
     assert not wrong, f"{len(wrong)} operations disagree with the chain, e.g. {wrong[:5]}"
 
     # ---- the read models follow the chain as it is now: the indexer rolled back the lost blocks
-    assert indexer_at_head(net), "the indexer does not reach the head of the restarted chain"
+    assert indexer_at_head(net.api.engine, net.w3), "the indexer does not reach the restarted chain's head"
     report = audit(net.api.engine, net.w3, Deployment.load(net.w3, net.api.manifest).contracts, sample=None)
     assert report.ok, f"read models differ from the contracts: {report.divergences[:5]}"
     assert report.checked["units"] >= OPERATIONS

@@ -33,20 +33,23 @@ from typing import Any
 import httpx
 import pytest
 from eth_typing import ChecksumAddress, HexStr
-from sqlalchemy import select
 from web3 import Web3
 from web3.contract import Contract
 
 from node.deploy import Deployment
 from node.indexer.audit import audit
 from node.indexer.pgtemp import TempPostgres
-from node.indexer.schema import Checkpoint, table
 from node.ledger.constants import UnitState
 from node.ledger.identifiers import unit_key
 from node.ledger.journey import JOURNEY_GTIN
 from tests.api.conftest import ApiNet, Consortium, onboard_consortium, running_network
 from tests.api.test_custody import released_batch
-from tests.faults.test_chain_node_killed import decommissioned_on_chain, in_flight, wait_until_settled
+from tests.faults.test_chain_node_killed import (
+    decommissioned_on_chain,
+    in_flight,
+    indexer_at_head,
+    wait_until_settled,
+)
 
 pytestmark = [pytest.mark.chain, pytest.mark.postgres, pytest.mark.timeout(360)]
 
@@ -322,20 +325,6 @@ def mining_paused(net: ApiNet) -> Iterator[None]:
         net.devnet.rpc("evm_mine")
 
 
-def indexer_at_head(net: ApiNet, timeout: float = 60.0) -> bool:
-    """Poll (bounded) until the indexer's checkpoint is the chain's head, by number and hash."""
-
-    def at_head() -> bool:
-        with net.engine.connect() as conn:
-            row = conn.execute(
-                select(table(Checkpoint).c.block_number, table(Checkpoint).c.block_hash)
-            ).first()
-        head = net.w3.eth.get_block("latest")
-        return row is not None and (int(row[0]), str(row[1])) == (head["number"], head["hash"].to_0x_hex())
-
-    return wait_for(at_head, timeout, poll=0.2) is not None
-
-
 def signer_of(net: ApiNet, consortium: Consortium) -> ChecksumAddress:
     """The CMO's signing key: the sender of its newest operation's transaction."""
     cmo = consortium.as_("cmo")
@@ -502,7 +491,7 @@ def test_postgres_restarted_under_load_loses_nothing_and_recovers_by_itself(pg_n
     )
 
     # ---- the read models caught up with the chain by themselves and match the contracts
-    assert indexer_at_head(net), "the indexer does not reach the head after the restart"
+    assert indexer_at_head(net.engine, net.w3, timeout=60.0), "the indexer does not reach the head"
     contracts = Deployment.load(net.w3, net.manifest).contracts
     consistency = audit(net.engine, net.w3, contracts, sample=None)
     assert consistency.ok, f"read models differ from the contracts: {consistency.divergences[:5]}"
