@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     # Failed authentications per client address and window before 429 (api/throttle.py).
     auth_failure_limit: int = Field(default=30, gt=0)
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    # Reverse proxies whose X-Forwarded-For is believed (IP addresses or CIDR networks, e.g.
+    # '["10.0.0.5", "10.1.0.0/16"]'). Empty: the client address is the TCP peer's, whatever a
+    # header claims (docs/SECURITY.md, "Client addresses behind a proxy").
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Wrong credentials re-entered at electronic signature, in a row, before the user's signing is
+    # locked until a key admin unlocks it (21 CFR 11.300(d); docs/SECURITY.md).
+    signature_failure_limit: int = Field(default=5, gt=0)
     wait_max_seconds: float = Field(default=30.0, gt=0)  # bound of `?wait=true`
     items_per_tx: int = Field(default=500, gt=0, le=1000)  # items per transaction when splitting
     # Submitter: replace a transaction with higher fees when unmined this long; back-off cap.
