@@ -1,25 +1,31 @@
 """GS1 identifiers as validated request fields: a wrong check digit or a character outside GS1's
-character set 82 is a 422 naming the field, before anything else happens."""
+character sets (ASCII digits for keys, set 82 for serials and lots) is a 422 naming the field, before
+anything else happens. Non-ASCII look-alikes (fullwidth or Arabic-Indic digits) are refused, never
+normalised: a key that renders like another one must not name a second item (node/gs1/charset.py)."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from node.gs1.charset import describe_char, first_non_ascii, is_cset82, is_digits
 from node.gs1.scan import IdentifierError
 from node.gs1.scan import parse as parse_identifier
 from node.ledger.identifiers import container_key, gs1_check_digit, unit_key
 
-# GS1 General Specifications, figure 7.11-1 (character set 82), for serials (AI 21) and lots (AI 10)
-_CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
+
+def _not_ascii(value: str, name: str) -> ValueError | None:
+    index = first_non_ascii(value)
+    if index is None:
+        return None
+    return ValueError(f"a {name} is ASCII only; {describe_char(value, index)} is not")
 
 
 def _digits_with_check(length: int, name: str) -> AfterValidator:
     def check(value: str) -> str:
-        if len(value) != length or not value.isdigit():
-            raise ValueError(f"a {name} is {length} digits")
+        if not is_digits(value, length):
+            raise _not_ascii(value, name) or ValueError(f"a {name} is {length} digits")
         if gs1_check_digit(value[:-1]) != int(value[-1]):
             raise ValueError(f"wrong {name} check digit (expected {gs1_check_digit(value[:-1])})")
         return value
@@ -29,8 +35,10 @@ def _digits_with_check(length: int, name: str) -> AfterValidator:
 
 def _cset82(name: str) -> AfterValidator:
     def check(value: str) -> str:
-        if not _CSET82.match(value):
-            raise ValueError(f"a {name} is 1 to 20 characters of GS1 character set 82")
+        if not is_cset82(value):
+            raise _not_ascii(value, name) or ValueError(
+                f"a {name} is 1 to 20 characters of GS1 character set 82"
+            )
         return value
 
     return AfterValidator(check)
@@ -39,7 +47,7 @@ def _cset82(name: str) -> AfterValidator:
 def _sscc_from_any_form(value: object) -> object:
     """An SSCC field also takes the SSCC as scanned: `00...` element string, `(00)...`, a Digital
     Link or an EPC URI; the canonical 18 digits are what the model holds."""
-    if not isinstance(value, str) or (len(value) == 18 and value.isdigit()):
+    if not isinstance(value, str) or is_digits(value, 18):
         return value
     try:
         identifier = parse_identifier(value)

@@ -16,6 +16,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from node.gs1.charset import is_digits
+
 PROBLEM_JSON = "application/problem+json"
 VALIDATION_TYPE = "urn:rxledger:problem:validation"
 INTERNAL_TYPE = "urn:rxledger:problem:internal"
@@ -162,7 +164,7 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_size:
+        if declared is not None and is_digits(declared) and int(declared) > self.max_body_size:
             await self._problem(int(declared)).response()(scope, receive, send)
             return
         if declared is not None or scope["method"] in ("GET", "HEAD", "OPTIONS"):

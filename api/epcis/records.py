@@ -12,18 +12,21 @@ from urllib.parse import unquote
 from api.plan import EventRecord
 from node.epcis.events import CONTEXT
 from node.epcis.hashid import event_digest
-from node.gs1.scan import CSET82, IdentifierError, parse
+from node.gs1.charset import is_cset82
+from node.gs1.scan import IdentifierError, parse
 from node.ledger.identifiers import container_key, gs1_check_digit, unit_key
 
 CBV = "https://ref.gs1.org/cbv/"
 _CBV_URN = re.compile(r"^urn:epcglobal:cbv:(bizstep|disp|btt|sdt):(.+)$")
 _URN_KIND = {"bizstep": "BizStep", "disp": "Disp", "btt": "BTT", "sdt": "SDT"}
+# ASCII patterns (`\d` would take any Unicode digit) anchored at the very end (`$` also matches before a
+# trailing newline).
 # The Digital Link of a pack as rxledger and most systems write it: parsed without biip (10x faster
 # on documents of thousands of packs), with the same checks; anything else goes through biip.
-_SGTIN_DL = re.compile(r"^https?://[^/?#]+(?:/[^?#]*)?/01/(\d{14})/21/([^/?#]+)$")
-_SGLN_URN = re.compile(r"^urn:epc:id:sgln:(\d+)\.(\d*)\.(.+)$")
-_PGLN_URN = re.compile(r"^urn:epc:id:pgln:(\d+)\.(\d*)$")
-_GLN_DL = re.compile(r"^https?://[^/?#]+(?:/[^?#]*)?/(414|417)/(\d{13})(?:/254/([^/?#]+))?$")
+_SGTIN_DL = re.compile(r"^https?://[^/?#]+(?:/[^?#]*)?/01/(\d{14})/21/([^/?#]+)\Z", re.ASCII)
+_SGLN_URN = re.compile(r"^urn:epc:id:sgln:(\d+)\.(\d*)\.(.+)\Z", re.ASCII)
+_PGLN_URN = re.compile(r"^urn:epc:id:pgln:(\d+)\.(\d*)\Z", re.ASCII)
+_GLN_DL = re.compile(r"^https?://[^/?#]+(?:/[^?#]*)?/(414|417)/(\d{13})(?:/254/([^/?#]+))?\Z", re.ASCII)
 
 # EPCIS fields that list identifiers, and the role each gets in the index
 EPC_FIELDS = (
@@ -99,7 +102,7 @@ def item_of(uri: str) -> Item:
     fast = _SGTIN_DL.match(uri)
     if fast:
         gtin, serial = fast.group(1), unquote(fast.group(2))
-        if gs1_check_digit(gtin[:13]) == int(gtin[13]) and CSET82.match(serial):
+        if gs1_check_digit(gtin[:13]) == int(gtin[13]) and is_cset82(serial):
             return Item("unit", "0x" + unit_key(gtin, serial).hex(), gtin=gtin, serial=serial)
     identifier = parse(uri)
     if identifier.kind == "sgtin":

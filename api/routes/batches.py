@@ -26,6 +26,7 @@ from api.routes.common import MAX_ROW_ID, RowId, Write, WriteDep, batch_row, org
 from api.rules import rule_problem
 from api.runtime import Runtime
 from api.security import verify_credential
+from node.gs1.charset import is_digits
 from node.indexer.schema import (
     Batch,
     BatchStatusChange,
@@ -169,7 +170,7 @@ async def revoke_manufacturer(
 
 def expiry_yymmdd(value: str) -> int:
     """GS1 AI 17 form YYMMDD (DD may be 00: end of month), or an ISO date."""
-    if len(value) == 6 and value.isdigit():
+    if is_digits(value, 6):
         return int(value)
     try:
         date = dt.date.fromisoformat(value)

@@ -3,6 +3,7 @@ an organisation holds and has coming in."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -254,18 +255,21 @@ async def unpack(
 # ---------------------------------------------------------------------- shipping
 
 
+_SHIPMENT_HEX = re.compile(r"0x[0-9a-fA-F]{64}")
+_SHIPMENT_TEXT = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,31}")  # printable ASCII: no look-alikes
+
+
 def shipment_bytes(shipment_id: str, field: str = "shipment_id") -> bytes:
-    if shipment_id.startswith("0x") and len(shipment_id) == 66:
+    if _SHIPMENT_HEX.fullmatch(shipment_id):
         return bytes.fromhex(shipment_id[2:])
-    raw = shipment_id.encode()
-    if not raw or len(raw) > 32:
+    if not _SHIPMENT_TEXT.fullmatch(shipment_id):
         raise rule_problem(
             422,
             "invalid-shipment-id",
-            "a shipment id is 1 to 32 bytes of text, or 0x and 64 hex digits",
+            "a shipment id is 1 to 32 characters of printable ASCII, or 0x and 64 hex digits",
             field=field,
         )
-    return raw.ljust(32, b"\0")
+    return shipment_id.encode().ljust(32, b"\0")
 
 
 def shipment_label(raw: bytes) -> str:

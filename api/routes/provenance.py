@@ -18,6 +18,7 @@ from api.reports.build import report as build_report
 from api.reports.inspection import InspectionReport, custody_svg, render_csv, render_pdf
 from api.rules import rule_problem
 from api.runtime import Runtime
+from node.gs1.charset import is_digits
 from node.gs1.scan import IdentifierError, parse
 from node.indexer.schema import Checkpoint, Container, Organization, table
 from node.ledger.constants import BatchStatus, ContainerState
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/v1/provenance", tags=["provenance"])
 
 def _subject(conn: Connection, code: str) -> tuple[dict[str, Any], Any]:
     """(subject, batch row or None) of a pack or container in any GS1 form; 404 if not on chain."""
-    if code.isdigit() and len(code) == 18:
+    if is_digits(code, 18):
         code = "(00)" + code  # an SSCC as printed under its barcode
     try:
         ident = parse(code)

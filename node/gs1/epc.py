@@ -17,7 +17,7 @@ SSCC = "urn:epc:id:sscc:"
 LGTIN = "urn:epc:class:lgtin:"
 # TDS 2.0 section 6.3.3 / table A-1: these must be percent-encoded in the serial or lot part.
 _ESCAPE = set('"%&/<>?')
-_PART = re.compile(r"^[0-9]+$")
+_PART = re.compile(r"[0-9]+")  # used with fullmatch: `$` would also take a trailing newline
 
 
 class EpcError(ValueError):
@@ -57,7 +57,7 @@ def _gtin_parts(uri: str, scheme: str) -> tuple[str, str, int]:
     if len(parts) != 3:
         raise EpcError(f"{scheme}<company prefix>.<indicator and item reference>.<value> expected")
     company, item, last = parts
-    if not _PART.match(company) or not _PART.match(item):
+    if not _PART.fullmatch(company) or not _PART.fullmatch(item):
         raise EpcError("the company prefix and item reference are digits")
     if len(company) + len(item) != 13:
         raise EpcError(
@@ -86,7 +86,7 @@ def parse_sscc(uri: str) -> tuple[str, int]:
     """(SSCC-18, company prefix length)."""
     body = uri[len(SSCC) :]
     parts = body.split(".")
-    if len(parts) != 2 or not all(_PART.match(p) for p in parts):
+    if len(parts) != 2 or not all(_PART.fullmatch(p) for p in parts):
         raise EpcError(f"{SSCC}<company prefix>.<extension digit and serial reference> expected, digits only")
     company, rest = parts
     if len(company) + len(rest) != 17:

@@ -21,6 +21,7 @@ from biip.gs1_element_strings import GS1ElementStrings
 from biip.gs1_messages import GS1Message
 
 from node.gs1 import epc
+from node.gs1.charset import describe_char, first_non_ascii, is_cset82, is_digits
 from node.ledger.identifiers import gs1_check_digit
 
 GS = "\x1d"
@@ -31,7 +32,6 @@ _SYMBOLOGY = re.compile(r"^\][A-Za-z][0-9A-Za-z]")
 _GS_SUBSTITUTES = re.compile(r"<GS>|\{GS\}|\[GS\]|\u241d|\^\]|~1|\\x1d", re.IGNORECASE)
 # GS1 Digital Link 1.1 convenience keys, still produced by some printers and resolvers
 _CONVENIENCE = {"gtin": "01", "cpv": "22", "lot": "10", "ser": "21", "sscc": "00", "gln": "414", "exp": "17"}
-CSET82 = re.compile(r"^[!\"%&'()*+,\-./0-9:;<=>?A-Z_a-z]{1,20}$")
 
 
 class IdentifierError(ValueError):
@@ -116,6 +116,13 @@ def parse(text: str, *, prefix_lengths: dict[str, int] | None = None) -> Identif
     raw = text.strip()
     if not raw:
         raise IdentifierError("form", "empty")
+    # GS1 data is printable ASCII (and GS between fields): a look-alike such as a fullwidth or
+    # Arabic-Indic digit names no GS1 key and must not be read as the key it resembles.
+    printable = _GS_SUBSTITUTES.sub("", raw).replace(GS, "")
+    bad = first_non_ascii(printable)
+    if bad is not None:
+        where = describe_char(printable, bad)
+        raise IdentifierError("form", f"GS1 identifiers are printable ASCII; {where} is not")
     if raw.startswith("urn:epc:"):
         return _from_epc(raw)
     if raw.lower().startswith(("http://", "https://")):
@@ -148,7 +155,7 @@ def _from_digital_link(uri: str) -> GS1Message:
     segments = parts.path.split("/")
     for i in range(len(segments) - 2, 0, -2):
         key = segments[i]
-        if key.isdigit():
+        if is_digits(key):
             continue
         if key not in _CONVENIENCE:
             break
@@ -164,6 +171,8 @@ def _from_digital_link(uri: str) -> GS1Message:
 
 
 def _check_digit(kind: str, value: str) -> None:
+    if not is_digits(value):
+        raise IdentifierError(f"{kind}", f"digits 0-9 only, got {value!r}")
     expected = gs1_check_digit(value[:-1])
     if int(value[-1]) != expected:
         raise IdentifierError(f"{kind} check digit", f"{value} should end in {expected}, not {value[-1]}")
@@ -206,14 +215,18 @@ def _from_message(message: GS1Message) -> Identifier:
         seen.pop("00", None),
     )
     expiry_text = seen.get("17")  # kept as written: day 00 must survive a round trip
+    for ai, value in [("01", gtin), ("21", serial), ("10", lot), ("00", sscc), *seen.items()]:
+        # a Digital Link's %-escapes decode to anything: every value is checked again here
+        if value is not None and first_non_ascii(value) is not None:
+            raise IdentifierError(f"AI {ai}", "GS1 values are printable ASCII")
     if gtin is not None:
-        if len(gtin) != 14 or not gtin.isdigit():
+        if not is_digits(gtin, 14):
             raise IdentifierError("AI 01", "a GTIN is 14 digits")
         _check_digit("GTIN", gtin)
     if sscc is not None:
         _check_digit("SSCC", sscc)
     for ai, value in (("21", serial), ("10", lot)):
-        if value is not None and not CSET82.match(value):
+        if value is not None and not is_cset82(value):
             raise IdentifierError(f"AI {ai}", "1 to 20 characters of GS1 character set 82")
     expiry = _date("17", expiry_text) if expiry_text is not None else None
     for ai in ("11", "13", "15", "16"):
@@ -257,12 +270,12 @@ def _from_epc(uri: str) -> Identifier:
     try:
         if uri.startswith(epc.SGTIN):
             gtin, serial, length = epc.parse_sgtin(uri)
-            if not CSET82.match(serial):
+            if not is_cset82(serial):
                 raise IdentifierError("serial", "1 to 20 characters of GS1 character set 82")
             return Identifier("sgtin", gtin=gtin, serial=serial, prefix_length=length)
         if uri.startswith(epc.LGTIN):
             gtin, lot, length = epc.parse_lgtin(uri)
-            if not CSET82.match(lot):
+            if not is_cset82(lot):
                 raise IdentifierError("lot", "1 to 20 characters of GS1 character set 82")
             return Identifier("lgtin", gtin=gtin, lot=lot, prefix_length=length)
         if uri.startswith(epc.SSCC):

@@ -25,6 +25,8 @@ from __future__ import annotations
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
+from node.gs1.charset import is_cset82, is_digits
+
 
 def _key(text: str) -> bytes:
     return bytes(12) + bytes(keccak(text.encode()))[12:]
@@ -32,27 +34,31 @@ def _key(text: str) -> bytes:
 
 def unit_key(gtin14: str, serial: str) -> bytes:
     """bytes32 key of the pack with this GTIN-14 and serial (AI 21)."""
-    if len(gtin14) != 14 or not gtin14.isdigit():
-        raise ValueError(f"GTIN must be 14 digits, got {gtin14!r}")
-    if not 1 <= len(serial) <= 20:
-        raise ValueError(f"serial must be 1 to 20 characters, got {serial!r}")
+    if not is_digits(gtin14, 14):
+        raise ValueError(f"GTIN must be 14 ASCII digits, got {gtin14!r}")
+    if not is_cset82(serial):
+        raise ValueError(f"serial must be 1 to 20 characters of GS1 character set 82, got {serial!r}")
     return _key(f"sgtin:{gtin14}:{serial}")
 
 
 def container_key(sscc18: str) -> bytes:
     """bytes32 key of the logistic unit (case, pallet) with this SSCC."""
-    if len(sscc18) != 18 or not sscc18.isdigit():
-        raise ValueError(f"SSCC must be 18 digits, got {sscc18!r}")
+    if not is_digits(sscc18, 18):
+        raise ValueError(f"SSCC must be 18 ASCII digits, got {sscc18!r}")
     return bytes(21) + bytes(keccak(f"sscc:{sscc18}".encode()))[21:]
 
 
 def batch_id(gtin14: str | int, lot: str) -> bytes:
     """bytes32 id of the batch (lot) of a GTIN, as BatchRegistry derives it."""
+    if isinstance(gtin14, str) and not is_digits(gtin14, 14):
+        raise ValueError(f"GTIN must be 14 ASCII digits, got {gtin14!r}")
     return bytes(keccak(encode(["uint64", "string"], [int(gtin14), lot])))
 
 
 def gs1_check_digit(body: str) -> int:
     """GS1 mod-10 check digit for the digits `body` (all but the check digit)."""
+    if not is_digits(body):
+        raise ValueError(f"a GS1 check digit is computed over ASCII digits, got {body!r}")
     total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
     return (10 - total % 10) % 10
 
