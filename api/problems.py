@@ -16,8 +16,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from node.gs1.charset import is_digits
-
 PROBLEM_JSON = "application/problem+json"
 VALIDATION_TYPE = "urn:rxledger:problem:validation"
 INTERNAL_TYPE = "urn:rxledger:problem:internal"
@@ -84,6 +82,16 @@ async def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
         }
         for err in exc.errors()
     ]
+    malformed = next((e for e in errors if e["rule"] == "json_invalid"), None)
+    if malformed is not None:  # not JSON at all: a syntax error is 400 (RFC 9110 15.5.1), not 422
+        detail = f"the body is not valid JSON: {malformed['message']}"
+        return Problem(
+            400,
+            "Malformed JSON",
+            detail=detail,
+            type="urn:rxledger:problem:malformed-json",
+            errors=[malformed],
+        ).response()
     first = errors[0] if errors else {"field": "request", "rule": "invalid", "message": "invalid request"}
     detail = f"{first['field']}: {first['message']} (rule: {first['rule']})"
     if len(errors) > 1:
@@ -164,7 +172,8 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and is_digits(declared) and int(declared) > self.max_body_size:
+        # bytes.isdigit() is ASCII-only (str.isdigit() is not: node/gs1/charset.py)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_size:
             await self._problem(int(declared)).response()(scope, receive, send)
             return
         if declared is not None or scope["method"] in ("GET", "HEAD", "OPTIONS"):

@@ -616,9 +616,12 @@ def revoke_token(
 ) -> TokenOut:
     with Session(runtime.engine) as session:
         token = session.get(ApiToken, token_id)
-        if token is None:
-            raise rule_problem(404, "unknown-token", f"no token {token_id}", field="token_id")
-        _user_in_scope(runtime, principal, token.user_id)
+        user = session.get(User, token.user_id) if token is not None else None
+        if token is None or user is None or not (principal.is_admin or user.org_id == principal.org_id):
+            # the same answer for another organisation's token: its owner is not for the caller to learn
+            raise rule_problem(
+                404, "unknown-token", f"no token {token_id} in your organisation", field="token_id"
+            )
         if token.revoked_at is None:
             token.revoked_at = time.time()
             session.add(token)

@@ -379,6 +379,12 @@ async def _settle(
 ) -> JSONResponse:
     runtime = write.runtime
     raw, row = _shipment(runtime, shipment_id)
+    if principal.org_id not in (row.from_org, row.to_org):
+        # the same answer as reading it: to anyone else the shipment does not exist (a 403 or a
+        # 409 here would confirm it, and tell its state)
+        raise rule_problem(
+            404, "unknown-shipment", f"no shipment {shipment_id} of yours", field="shipment_id"
+        )
     plan = Plan(kind=kind, subject=shipment_id)
     if body.units or body.containers:
         keys = resolve_items(Items(units=body.units, containers=body.containers), plan)

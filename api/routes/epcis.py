@@ -29,8 +29,60 @@ from api.runtime import Runtime
 from node.epcis import events as ev
 from node.epcis.model import problems, validate_document
 
-router = APIRouter(prefix="/epcis", tags=["EPCIS 2.0"])
+JSON_TYPES = frozenset({"application/json", "application/ld+json", "application/problem+json"})
+
+
+def json_acceptable(request: Request) -> None:
+    """406 when the client's Accept header rules out every JSON form (this binding serves JSON-LD
+    only): answering JSON to `Accept: application/xml` would hand an XML client a body it cannot
+    read, with a 200."""
+    accept = request.headers.get("accept", "").strip()
+    if not accept:
+        return
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = next((p.split("=", 1)[1] for p in params if p.replace(" ", "").startswith("q=")), "1")
+        try:
+            if float(q) <= 0:
+                continue
+        except ValueError:
+            continue
+        media = media.lower()
+        if media in JSON_TYPES or media in ("*/*", "application/*"):
+            return
+    raise Problem(
+        406,
+        "Not Acceptable",
+        type=PROBLEM_BASE + "not-acceptable",
+        detail=f"this EPCIS binding answers {', '.join(sorted(JSON_TYPES))}; Accept was {accept[:200]!r}",
+        accept=accept[:200],
+    )
+
+
+router = APIRouter(
+    prefix="/epcis",
+    tags=["EPCIS 2.0"],
+    dependencies=[Depends(json_acceptable)],
+    responses={406: problem_response("The Accept header rules out JSON and JSON-LD, the forms served")},
+)
 EPCIS_HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0"}
+# The query parameters this server implements (EPCIS 2.0 REST binding, section 12). Any other one is
+# a QueryParameterException: silently ignoring `EQ_readPoint` would hand back unfiltered events.
+QUERY_PARAMETERS = frozenset(
+    {
+        "eventType",
+        "EQ_bizStep",
+        "EQ_disposition",
+        "EQ_bizLocation",
+        "MATCH_epc",
+        "MATCH_anyEPC",
+        "GE_eventTime",
+        "LT_eventTime",
+        "perPage",
+        "nextPageToken",
+    }
+)
+CONTROL_PARAMETERS = frozenset({"wait", "timeout"})
 MEDIA_TYPES = ("application/json", "application/ld+json")
 
 ErrorBehaviour = Annotated[
@@ -323,6 +375,7 @@ def _time(value: str | None, name: str) -> float | None:
 
 
 def event_query(
+    request: Request,
     event_type: Annotated[list[str] | None, Query(alias="eventType")] = None,
     eq_biz_step: Annotated[list[str] | None, Query(alias="EQ_bizStep")] = None,
     eq_disposition: Annotated[list[str] | None, Query(alias="EQ_disposition")] = None,
@@ -334,6 +387,18 @@ def event_query(
     per_page: Annotated[int, Query(alias="perPage", ge=1, le=1000)] = 100,
     next_page_token: Annotated[str | None, Query(alias="nextPageToken")] = None,
 ) -> EventQuery:
+    unknown = sorted(set(request.query_params) - QUERY_PARAMETERS - CONTROL_PARAMETERS)
+    if unknown:
+        raise Problem(
+            400,
+            "QueryParameterException",
+            type="epcisException:QueryParameterException",
+            detail=f"query parameter {unknown[0]} is not supported by this server"
+            + (f" (nor {', '.join(unknown[1:])})" if unknown[1:] else "")
+            + f"; supported: {', '.join(sorted(QUERY_PARAMETERS))}",
+            parameter=unknown[0],
+            field=unknown[0],
+        )
     return EventQuery(
         event_types=_listed(event_type),
         biz_steps=_listed(eq_biz_step),

@@ -91,7 +91,8 @@ def test_malformed_json_names_the_rule(consortium: Consortium) -> None:
         headers={"Authorization": f"Bearer {client.token}", "Content-Type": "application/json"},
     )
     got = problem(response)
-    assert response.status_code == 422 and got["type"] == P + "validation"
+    # a syntax error is 400 (issue 18: it was 422, which means "understood but invalid")
+    assert response.status_code == 400 and got["type"] == P + "malformed-json"
     assert got["errors"][0]["rule"] == "json_invalid"
 
 
