@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.gas import BASELINE_SRC, erc721_journey
 from node.build import build_contracts
 from node.chain import make_web3
 from node.devnet import Devnet
-from node.ledger.bench_gas import BASELINE_SRC, erc721_journey
 
 
 @pytest.mark.chain

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from api import bench as bench_api
-from api.bench_suite import BENCHES, markdown
-from node.indexer import bench as bench_indexer
+from bench import indexer as bench_indexer
+from bench import writes as bench_api
+from bench.suite import BENCHES, markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results.json"

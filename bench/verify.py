@@ -516,7 +516,7 @@ class Server:
         self.port = _free_port()
         self.workers = workers
         self.cmd = [
-            sys.executable, "-m", "uvicorn", factory if ":" in factory else f"api.bench_verify:{factory}",
+            sys.executable, "-m", "uvicorn", factory if ":" in factory else f"bench.verify:{factory}",
             "--factory",
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
             "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log",

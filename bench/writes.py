@@ -11,7 +11,7 @@ the organisation's key, measured in the same run on the same devnet.
 - peak memory (VmHWM) of the API process, which runs the submitter and the indexer in-process as
   `rxledger up` does; baseline: the same process idle after start-up.
 
-The API runs in its own process (`python -m api.bench --serve`, settings from RXLEDGER_* variables), so
+The API runs in its own process (`python -m bench.writes --serve`, settings from RXLEDGER_* variables), so
 the load generator's memory and CPU are not counted as the API's.
 
 Usage: scripts/bench-api [--units 100000] [--shipments 200] [--concurrency 8] [--dispenses 200]
@@ -97,7 +97,7 @@ def serve() -> None:
 
 
 class ApiProcess:
-    """`python -m api.bench --serve` in its own process group, its output in a log file."""
+    """`python -m bench.writes --serve` in its own process group, its output in a log file."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = int(env["RXLEDGER_API_PORT"])
@@ -105,7 +105,7 @@ class ApiProcess:
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "api.bench", "--serve"],
+                [sys.executable, "-m", "bench.writes", "--serve"],
                 env=env,
                 cwd=CODE_ROOT,
                 stdout=out,
