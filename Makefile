@@ -12,15 +12,16 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	  && { command -v $$p; break; }; done)
 
-.PHONY: help bootstrap contracts contracts-check up down test test-slow-chain lint clean
+.PHONY: help bootstrap deps system-packages contracts contracts-check up down test test-slow-chain lint bench clean
 
 help:
 	@echo "make up         devnet + contracts + demo data + API (foreground; Ctrl-C stops)"
 	@echo "make down       stop what 'make up' started (from another shell)"
 	@echo "make test       lint, type-check and run every test (and the slow-chain journey)"
-	@echo "make bootstrap  create .venv and node_modules (fast no-op when up to date)"
+	@echo "make bootstrap  .venv, node_modules and the tests' system packages (fast no-op when up to date)"
 	@echo "make contracts  rebuild contracts/artifacts from contracts/src"
 	@echo "make lint       ruff + mypy only"
+	@echo "make bench      every benchmark (scripts/bench, about 40 min): docs/BENCHMARKS.md, bench/results.json"
 	@echo "make clean      remove caches, local chain state (var/) and the devnet manifest"
 
 $(PY):
@@ -39,29 +40,37 @@ $(NPM_STAMP): package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-bootstrap: $(PIP_STAMP) $(NPM_STAMP)
+# Python and Node dependencies: all that `make up` needs.
+deps: $(PIP_STAMP) $(NPM_STAMP)
 
-contracts: bootstrap
+# What the tests need besides: PostgreSQL's server, Chromium, fonts (scripts/bootstrap-system installs
+# them as root with apt, or names the one command to run).
+system-packages:
+	@scripts/bootstrap-system
+
+bootstrap: deps system-packages
+
+contracts: deps
 	$(VENV)/bin/rxledger contracts build
 
-contracts-check: bootstrap
+contracts-check: deps
 	$(VENV)/bin/rxledger contracts check
 
-up: bootstrap
+up: deps
 	$(VENV)/bin/rxledger up
 
-down: bootstrap
+down: deps
 	$(VENV)/bin/rxledger down
 
-lint: bootstrap
+lint: deps
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy node api tests
+	$(VENV)/bin/mypy node api bench tests
 
 # Two processes, one test file at a time each (a file's fixtures stay in one process): CI has 2 cores,
 # and most tests wait on a chain, a browser or a database. `make test PYTEST_WORKERS=0` runs in one.
 PYTEST_WORKERS ?= 2
 
-test: lint
+test: bootstrap lint
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=20
 	$(MAKE) --no-print-directory test-slow-chain
 
@@ -69,6 +78,9 @@ test: lint
 # receipts, a pending pool. `RXLEDGER_TEST_BLOCK_TIME=2 .venv/bin/pytest tests/api` runs all of it.
 test-slow-chain: bootstrap
 	RXLEDGER_TEST_BLOCK_TIME=2 $(VENV)/bin/pytest -m slow_chain
+
+bench: deps
+	scripts/bench
 
 clean:
 	@if [ -x $(VENV)/bin/rxledger ] && [ -f var/up.pid ]; then $(VENV)/bin/rxledger down; fi
