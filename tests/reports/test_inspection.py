@@ -16,7 +16,7 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
-from api.reports import inspection
+from api.reports import typeset
 from api.reports.inspection import (
     CSV_COLUMNS,
     CertificateRow,
@@ -375,7 +375,7 @@ def test_svg_has_a_node_per_party_and_an_arrow_per_hand_over(tmp_path: Path) -> 
 
 
 def test_standard_fonts_when_dejavu_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(inspection, "FONT_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(typeset, "FONT_DIRS", (str(tmp_path),))
     pdf = pdfium.PdfDocument(render_pdf(_report()))
     text = _flat(" ".join(_pdf_text(pdf)))
     assert all(party.name in text for party in PARTIES)
@@ -383,7 +383,7 @@ def test_standard_fonts_when_dejavu_is_missing(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_greek_and_cyrillic_names_with_dejavu() -> None:
-    if inspection._current_fonts().regular == "Helvetica":
+    if typeset._current_fonts().regular == "Helvetica":
         pytest.skip("DejaVu Sans is not installed (Debian: fonts-dejavu-core)")
     athens = Party(106, "Φαρμακείο Αθηνών", "5200001000046")
     sofia = Party(107, "Аптека София ООД", "3800001000002")
