@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, Insert, insert, select
@@ -74,8 +75,51 @@ class OperationView(BaseModel):
 
 
 def fingerprint(method: str, path: str, body: Mapping[str, Any]) -> str:
+    """The fingerprint of a payload a handler built (what `accept` stored before the early replay
+    lookup; still its fallback when no request fingerprint is passed in)."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+    return request_fingerprint(method, path, canonical)
+
+
+# Query parameters that choose how to answer, not what to do: a retry may change them.
+ANSWER_PARAMETERS = frozenset({"wait", "timeout"})
+# Fields whose values never enter a fingerprint: the stored fingerprint would be a plain SHA-256 of
+# the e-signature credential next to a stored copy of everything else in the body (`request`).
+SECRET_FIELDS = frozenset({"credential"})
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "<redacted>" if k in SECRET_FIELDS else _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def canonical_body(raw: bytes) -> str:
+    """A raw request body as the fingerprint sees it: "" for no (or a blank) body, canonical JSON
+    (sorted keys, no spaces, secret fields redacted) for JSON, else the SHA-256 of the bytes."""
+    if not raw.strip():
+        return ""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON (JSONDecodeError, UnicodeDecodeError are ValueErrors)
+        return "sha256:" + hashlib.sha256(raw).hexdigest()
+    return json.dumps(_redacted(value), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def request_target(path: str, query: Sequence[tuple[str, str]]) -> str:
+    """The path, plus the query parameters that are part of the request (sorted), without
+    `wait`/`timeout`."""
+    kept = sorted((k, v) for k, v in query if k not in ANSWER_PARAMETERS)
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
+def request_fingerprint(method: str, target: str, canonical: str) -> str:
+    """What an Idempotency-Key is bound to: SHA-256 of the method, the target (`request_target`)
+    and the canonical body (`canonical_body`). For a JSON body without query parameters this is
+    the same value `fingerprint` gives for the parsed body."""
+    return hashlib.sha256(f"{method} {target}\n{canonical}".encode()).hexdigest()
 
 
 def claim_pending_signers(session: Session) -> None:
@@ -282,10 +326,16 @@ def accept(
     idempotency_key: str | None,
     request_id: str,
     simulate: bool = True,
+    request_print: str | None = None,
 ) -> tuple[Operation, bool]:
     """Persist `plan` as an operation; (operation, created). A replayed Idempotency-Key returns the
-    first operation and created=False."""
-    print_ = fingerprint(method, path, body)
+    first operation and created=False.
+
+    `request_print` is the fingerprint of the raw request (`request_fingerprint`, computed by the
+    routes' Write dependency, which looks the key up before the handler runs); it is what is stored
+    and compared here too, so the early lookup and the race below agree. Without it, the fingerprint
+    of `body` (the payload the handler built) is used, as before."""
+    print_ = request_print if request_print is not None else fingerprint(method, path, body)
     existing = find_idempotent(runtime.engine, principal, idempotency_key, print_)
     if existing is not None:
         return existing, False

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -190,27 +190,20 @@ def _save_signer(runtime: Runtime, signer: OrgSigner) -> None:
     summary="Onboard an organisation (consortium admin)",
 )
 async def onboard_organization(
-    request: Request,
     body: OnboardOrganization,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("organizations.onboard"))],
     write: WriteDep,
 ) -> JSONResponse:
     roles = [ROLE_BY_NAME[r] for r in dict.fromkeys(body.roles)]
-    from api.outbox import find_idempotent, fingerprint
-
-    print_ = fingerprint(request.method, request.url.path, body.model_dump(mode="json"))
-    if find_idempotent(runtime.engine, principal, write.idempotency_key, print_) is not None:
-        # a replay: answer with the first operation (the key was made then)
-        signer = OrgSigner(address="0x" + "0" * 40, org_id=None, mode=body.key.mode)
-    else:
-        with Session(runtime.engine) as session:
-            taken = session.execute(
-                select(table(Organization).c.id).where(table(Organization).c.gln == body.gln)
-            ).first()
-        if taken is not None:
-            raise rule_problem(409, "gln-taken", f"GLN {body.gln} is organisation {taken[0]}", field="gln")
-        signer = _key_signer(runtime, body.key, None)
+    # an Idempotency-Key replay never gets here: WriteDep answers it with the first operation
+    with Session(runtime.engine) as session:
+        taken = session.execute(
+            select(table(Organization).c.id).where(table(Organization).c.gln == body.gln)
+        ).first()
+    if taken is not None:
+        raise rule_problem(409, "gln-taken", f"GLN {body.gln} is organisation {taken[0]}", field="gln")
+    signer = _key_signer(runtime, body.key, None)
     org_ref = OrgByGln(body.gln)
     plan = Plan(
         kind="organizations.onboard",

@@ -427,7 +427,9 @@ async def _settle(
         plan,
         {"shipment_id": shipment_id, **body.model_dump(mode="json")},
     )
-    if fn in ("rejectShipment", "reportMissing"):  # discrepancies at receipt are alerts
+    created = getattr(write.request.state, "operation_created", False)
+    if created and fn in ("rejectShipment", "reportMissing"):  # discrepancies at receipt are alerts
+        # (once: not again for a concurrent twin that `accept` answered with the first operation)
         discrepancy = {"shipment_id": shipment_id, "outcome": fn, "items": len(keys), "reason": body.reason}
         raise_alert(
             runtime.engine,
@@ -629,7 +631,8 @@ async def flag_suspect(
         extra=[bytes(keccak(text=body.reason))],
         write=write,
     )
-    for unit in body.units:  # for the sponsor and regulators to investigate
+    created = getattr(write.request.state, "operation_created", False)
+    for unit in body.units if created else []:  # for the sponsor and regulators to investigate
         raise_alert(
             write.runtime.engine,
             "SUSPECT_FLAGGED",

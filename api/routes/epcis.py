@@ -23,7 +23,7 @@ from api.models.epcis import CaptureJob, EpcisEvent
 from api.models.outbox import TERMINAL, Operation, OperationStatus
 from api.openapi import problem_response
 from api.problems import Problem
-from api.routes.common import WriteDep
+from api.routes.common import Write, write_dependency
 from api.rules import PROBLEM_BASE, rule_problem
 from api.runtime import Runtime
 from node.epcis import events as ev
@@ -228,6 +228,17 @@ def _job_response(runtime: Runtime, job: CaptureJob, status: int) -> JSONRespons
     )
 
 
+def _capture_replay(runtime: Runtime, op: Operation) -> JSONResponse | None:
+    """An Idempotency-Key replay of a capture answers its capture job (200), as the capture did."""
+    with Session(runtime.engine) as session:
+        job = session.execute(select(CaptureJob).where(col(CaptureJob.operation_id) == op.id)).scalar()
+    return _job_response(runtime, job, 200) if job is not None else None
+
+
+# the Write dependency, answering a replay with the capture job instead of the operation
+CaptureWriteDep = Annotated[Write, Depends(write_dependency(_capture_replay), scope="function")]
+
+
 @router.post(
     "/capture",
     status_code=202,
@@ -248,25 +259,12 @@ async def capture(
     request: Request,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("epcis.capture"))],
-    write: WriteDep,
+    write: CaptureWriteDep,
     behaviour: ErrorBehaviour = "rollback",
 ) -> JSONResponse:
+    # an Idempotency-Key replay never gets here: CaptureWriteDep answers it with the first job
     document = _document(await request.body(), request.headers.get("content-type", ""))
     assert principal.org_id is not None
-    if write.idempotency_key:
-        replay = outbox.find_idempotent(
-            runtime.engine,
-            principal,
-            write.idempotency_key,
-            outbox.fingerprint(request.method, request.url.path, document),
-        )
-        if replay is not None:
-            with Session(runtime.engine) as session:
-                job = session.execute(
-                    select(CaptureJob).where(col(CaptureJob.operation_id) == replay.id)
-                ).scalar()
-            if job is not None:
-                return _job_response(runtime, job, 200)
     mapped, errors = _map_all(runtime, principal, document)
     total = len(document["epcisBody"]["eventList"])
     job = CaptureJob(
@@ -314,6 +312,20 @@ async def capture(
                 session.delete(stored)
                 session.commit()
         raise
+    if not write.request.state.operation_created:
+        # a concurrent twin with the same key (another API process) was accepted first: its job
+        # is the answer, this one's goes (unless the twin has not linked its job yet)
+        with Session(runtime.engine) as session:
+            first = session.execute(
+                select(CaptureJob).where(col(CaptureJob.operation_id) == write.request.state.operation_id)
+            ).scalar()
+            stored = session.get(CaptureJob, job.id)
+            if first is not None and stored is not None:
+                session.delete(stored)
+                session.commit()
+                session.refresh(first)
+        if first is not None:
+            return _job_response(runtime, first, 200)
     with Session(runtime.engine) as session:
         stored = session.get(CaptureJob, job.id)
         assert stored is not None
