@@ -1,5 +1,7 @@
 """Raising alerts (deduplicated while open) and who may see and handle them: the product's sponsor
-and regulators; the organisation that raised one sees its own."""
+and regulators; the organisation that raised one sees its own. Security alerts about an
+organisation's own people (a locked e-signature) are for its key admins and regulators only, and
+are closed by what resolves them (unlocking), not through PATCH /v1/alerts."""
 
 from __future__ import annotations
 
@@ -7,12 +9,16 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, and_, or_, select
 from sqlmodel import Session, col
 
 from api.auth import REGULATOR, Principal
+from api.models import UserRole
 from api.models.alerts import Alert, AlertStatus
 from node.indexer.schema import Product, table
+
+SIGNATURE_LOCKED = "SIGNATURE_LOCKED"  # a user's e-signature locked after repeated wrong credentials
+SECURITY_ALERTS = frozenset({SIGNATURE_LOCKED})
 
 
 def sponsor_of(session: Session, gtin: str | None) -> int | None:
@@ -70,17 +76,44 @@ def raise_alert(
         return alert.id
 
 
+def close_alert(engine: Engine, code: str, subject: str, principal: Principal, note: str) -> int | None:
+    """Close the open alert `code` about `subject`, if any, as handled by `principal`; its id."""
+    with Session(engine) as session:
+        alert = session.execute(
+            select(Alert).where(
+                col(Alert.code) == code,
+                col(Alert.subject) == subject,
+                col(Alert.status) != AlertStatus.CLOSED,
+            )
+        ).scalar()
+        if alert is None:
+            return None
+        alert.status = AlertStatus.CLOSED
+        alert.note = note
+        alert.handled_by_user = principal.user_id
+        alert.handled_by_org = principal.org_id
+        alert.handled_at = time.time()
+        session.add(alert)
+        session.commit()
+        return int(alert.id) if alert.id is not None else None
+
+
 def visible(principal: Principal) -> Any:
     """The condition on alerts the principal may see."""
     if REGULATOR in principal.org_roles:
         return None
-    return or_(col(Alert.sponsor_org) == principal.org_id, col(Alert.raised_by_org) == principal.org_id)
+    mine = or_(col(Alert.sponsor_org) == principal.org_id, col(Alert.raised_by_org) == principal.org_id)
+    if principal.role == UserRole.KEY_ADMIN:
+        return mine
+    return and_(mine, col(Alert.code).not_in(SECURITY_ALERTS))
 
 
 def may_handle(principal: Principal, alert: Alert) -> bool:
-    return REGULATOR in principal.org_roles or (
-        principal.org_id is not None and alert.sponsor_org == principal.org_id
-    )
+    if REGULATOR in principal.org_roles:
+        return True
+    if alert.code in SECURITY_ALERTS:
+        return False  # closed by unlocking (a key admin), not by the people it is about
+    return principal.org_id is not None and alert.sponsor_org == principal.org_id
 
 
 def view(alert: Alert) -> dict[str, Any]:

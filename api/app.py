@@ -169,6 +169,8 @@ def create_app(
                     status=response.status_code,
                     outcome=_outcome(response.status_code),
                     operation_id=getattr(request.state, "operation_id", None),
+                    # what the route adds (e.g. an e-signature attempt: who, typed username, count)
+                    detail=getattr(request.state, "audit_detail", None),
                 )
             except Exception:  # the answer is already decided; a lost audit row must be loud
                 log.exception("could not write the audit entry of request %s", rid)

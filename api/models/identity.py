@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, String
+from sqlalchemy import Column, Index, Integer, String
 from sqlmodel import Field
 
 from api.models.base import ApiModel, now
@@ -33,6 +33,11 @@ class User(ApiModel, table=True):
     created_at: float = Field(default_factory=now)
     created_by: int | None = None
     disabled_at: float | None = None
+    # e-signature attempts (21 CFR 11.300(d)): refused attempts since the last good signature, counted
+    # with an atomic UPDATE; at RXLEDGER_SIGNATURE_FAILURE_LIMIT the signature locks until a key admin
+    # of the organisation (or the consortium admin) unlocks it
+    signature_failures: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    signature_locked_at: float | None = None
 
 
 class ApiToken(ApiModel, table=True):

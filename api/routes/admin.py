@@ -5,16 +5,19 @@ tokens are the API's own records and change at once (and are audited all the sam
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlmodel import Session, col
 from web3.exceptions import Web3RPCError
 
+from api import signature_lock
+from api.alerts import SIGNATURE_LOCKED, close_alert
 from api.auth import Permit, Principal, RuntimeDep, require_org
 from api.identifiers import Gln
 from api.models import ApiToken, OrgSigner, SignerMode, User
@@ -93,6 +96,11 @@ class UserOut(BaseModel):
     org_id: int | None
     role: str
     disabled: bool
+    signature_locked: bool = Field(
+        default=False, description="the e-signature is locked after repeated wrong credentials"
+    )
+    signature_locked_at: float | None = None
+    signature_failures: int = Field(default=0, description="refused e-signature attempts in a row")
 
 
 class NewToken(BaseModel):
@@ -462,6 +470,9 @@ def _user_out(user: User) -> UserOut:
         org_id=user.org_id,
         role=user.role,
         disabled=user.disabled_at is not None,
+        signature_locked=user.signature_locked_at is not None,
+        signature_locked_at=user.signature_locked_at,
+        signature_failures=user.signature_failures,
     )
 
 
@@ -644,6 +655,47 @@ def disable_user(
             session.add(fresh)
             session.commit()
             session.refresh(fresh)
+        return _user_out(fresh)
+
+
+@router.post(
+    "/users/{user_id}/unlock-signature",
+    summary="Unlock a user's e-signature locked after repeated wrong credentials (21 CFR 11.300(d))",
+)
+def unlock_signature(
+    user_id: RowId,
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(Permit("users.manage"))],
+) -> UserOut:
+    """A key admin of the user's organisation, or the consortium admin: resets the count of wrong
+    credentials and closes the SIGNATURE_LOCKED alert. Audited, with the count it cleared."""
+    user = _user_in_scope(runtime, principal, user_id)
+    signature_lock.unlock(runtime.engine, user_id)
+    alert_id = close_alert(
+        runtime.engine,
+        SIGNATURE_LOCKED,
+        signature_lock.subject(user_id),
+        principal,
+        f"e-signature unlocked by {principal.username}",
+    )
+    request.state.audit_detail = json.dumps(
+        {
+            "unlock_signature": {
+                "user_id": user_id,
+                "username": user.username,
+                "was_locked": user.signature_locked_at is not None,
+                "locked_at": user.signature_locked_at,
+                "failures": user.signature_failures,
+                "alert_closed": alert_id,
+            }
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    with Session(runtime.engine) as session:
+        fresh = session.get(User, user_id)
+        assert fresh is not None
         return _user_out(fresh)
 
 

@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from eth_utils.crypto import keccak
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from api import signature_lock
 from api.auth import Permit, Principal, RuntimeDep, forbidden
 from api.identifiers import Bytes32Hex, Gln, Gtin, Lot
 from api.models import Document, SignatureRecord
-from api.openapi import ACCEPTED
+from api.openapi import ACCEPTED, problem_response
 from api.plan import Plan, TxStep
+from api.problems import Problem
 from api.routes.common import MAX_ROW_ID, RowId, Write, WriteDep, batch_row, org_row
 from api.rules import rule_problem
 from api.runtime import Runtime
@@ -539,6 +541,13 @@ class Decision(BaseModel):
     )
 
 
+# the signed decisions answer 423 as well: the signer's e-signature is locked (21 CFR 11.300(d))
+SIGNED: dict[int | str, dict[str, Any]] = {
+    423: problem_response(
+        "The signer's electronic signature is locked after repeated wrong credentials, until unlocked"
+    )
+}
+
 _FUNCTIONS = {
     "release": "release",
     "reject": "reject",
@@ -548,32 +557,73 @@ _FUNCTIONS = {
 }
 
 
+def _signature_locked(limit: int) -> Problem:
+    return rule_problem(
+        423,
+        "signature-locked",
+        f"your electronic signature is locked after {limit} wrong credentials in a row; a key admin "
+        "of your organisation (or the consortium admin) must unlock it",
+        field="signature",
+    )
+
+
 def e_sign(
     runtime: Runtime,
     principal: Principal,
     sig: ESignature,
     *,
+    request: Request,
     action: str,
     subject: str,
     meaning: str,
     extra: dict[str, Any],
 ) -> tuple[bytes, SignatureRecord]:
-    """Check the re-entered credential and build the signature record; returns (its hash, record)."""
+    """Check the re-entered credential and build the signature record; returns (its hash, record).
+
+    21 CFR 11.300(d): every refused attempt counts against the authenticated signer (also when the
+    username typed is someone else's: that one is never looked up, so nothing tells whether it
+    exists), a good one resets the count, and at `signature_failure_limit` the signature locks (423)
+    until unlocked. The audit row of the request says who tried, with which username, and the count."""
     from api.models import User
 
+    limit = runtime.settings.signature_failure_limit
     with Session(runtime.engine) as session:
         user = session.get(User, principal.user_id)
-    if (
-        user is None
-        or sig.username != user.username
-        or not verify_credential(sig.credential, user.credential_hash)
-    ):
-        raise rule_problem(
+    assert user is not None and user.id is not None  # the token was just resolved to this user
+
+    def refuse(outcome: str) -> Problem:
+        attempt = signature_lock.record_failure(runtime.engine, user.id or 0, limit)
+        if attempt.locked_now:
+            signature_lock.raise_locked_alert(runtime.engine, user, sig.username, attempt.failures, limit)
+        request.state.audit_detail = signature_lock.audit_detail(
+            principal,
+            sig.username,
+            outcome="locked" if attempt.locked else outcome,
+            failures=attempt.failures,
+            limit=limit,
+            locked=attempt.locked,
+            locked_now=attempt.locked_now,
+        )
+        if attempt.locked:
+            return _signature_locked(limit)
+        return rule_problem(
             401,
             "signature-credential-invalid",
             "the username or credential re-entered for the signature is wrong",
             field="signature",
         )
+
+    if user.signature_locked_at is not None:
+        raise refuse("locked")  # not even checked: a locked signature is no oracle for guesses
+    # the hash is checked whichever username was typed: the same work, the same time, either way
+    good = verify_credential(sig.credential, user.credential_hash)
+    if not (good and sig.username == user.username):
+        raise refuse("wrong-credential")
+    if not signature_lock.record_success(runtime.engine, user.id):
+        raise refuse("locked")  # locked by a parallel attempt since it was read
+    request.state.audit_detail = signature_lock.audit_detail(
+        principal, sig.username, outcome="signed", failures=0, limit=limit, locked=False, locked_now=False
+    )
     signed_at = time.time()
     manifest = {
         "action": action,
@@ -627,7 +677,14 @@ async def decide(
                 )
         extra["qp_certificate_sha256"] = body.qp_certificate_sha256.lower()
     reason_hash, record = e_sign(
-        runtime, principal, body.signature, action=action, subject=bid, meaning=body.meaning, extra=extra
+        runtime,
+        principal,
+        body.signature,
+        request=write.request,
+        action=action,
+        subject=bid,
+        meaning=body.meaning,
+        extra=extra,
     )
     if action == "release" and body.qp_certificate_sha256 is not None:
         step = TxStep(
@@ -678,7 +735,7 @@ def _decision_route(action: str) -> None:
         route,
         methods=["POST"],
         status_code=202,
-        responses=ACCEPTED,
+        responses={**ACCEPTED, **SIGNED},
         summary=f"{action.capitalize()} a batch (QP, sponsor; electronically signed)",
     )
 

@@ -80,7 +80,6 @@ def test_a_real_datamatrix_scan() -> None:
     assert pack.digital_link() == "https://id.gs1.org/01/09506000134352/10/L2026-11/21/PK7Q2X9A?17=280200"
 
 
-
 @pytest.mark.parametrize("separator", [GS, "<GS>", "<gs>", "{GS}", "[GS]", "\u241d", "^]", "~1", "\\x1d"])
 def test_keyboard_wedge_separator_substitutes(separator: str) -> None:
     """Scanners typing into a browser field cannot send ASCII 29: they send one of these instead."""

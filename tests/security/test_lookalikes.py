@@ -51,7 +51,11 @@ def is_refusal(response: httpx.Response) -> bool:
 
 def entry_points(consortium: Consortium) -> list[tuple[str, Callable[[str, str, str], httpx.Response]]]:
     """(name, call(gtin, sscc, gln)) for every way a GS1 key enters the API."""
-    cmo, pharmacy, sponsor = http(consortium, "cmo"), http(consortium, "pharmacy"), http(consortium, "sponsor")  # noqa: E501
+    cmo, pharmacy, sponsor = (
+        http(consortium, "cmo"),
+        http(consortium, "pharmacy"),
+        http(consortium, "sponsor"),
+    )  # noqa: E501
     pharmacy_gln = consortium.glns["pharmacy"]
 
     def epcis(client: httpx.Client, ev: dict[str, Any]) -> httpx.Response:
@@ -60,7 +64,11 @@ def entry_points(consortium: Consortium) -> list[tuple[str, Callable[[str, str, 
             "type": "EPCISDocument",
             "schemaVersion": "2.0",
             "creationDate": "2026-12-07T08:00:00.000Z",
-            "epcisBody": {"eventList": [{"eventTime": "2026-12-07T09:00:00.000+01:00", "eventTimeZoneOffset": "+01:00", **ev}]},  # noqa: E501
+            "epcisBody": {
+                "eventList": [
+                    {"eventTime": "2026-12-07T09:00:00.000+01:00", "eventTimeZoneOffset": "+01:00", **ev}
+                ]
+            },  # noqa: E501
         }
         headers = {"Content-Type": "application/ld+json"}
         return client.post("/epcis/capture?wait=true", content=json.dumps(document), headers=headers)
@@ -110,8 +118,11 @@ def test_the_reported_lookalikes_are_malformed_input_everywhere(consortium: Cons
     st.sampled_from(ALL_NON_ASCII_DIGITS + CONFUSABLES),
     st.integers(min_value=0),
 )
-def test_any_lookalike_anywhere_is_refused(consortium: Consortium, position: int, char: str, which: int) -> None:  # noqa: E501
+def test_any_lookalike_anywhere_is_refused(
+    consortium: Consortium, position: int, char: str, which: int
+) -> None:  # noqa: E501
     """One non-ASCII digit (of the same value where possible) or confusable at a random position."""
+
     def put(real: str) -> str:
         at = position % len(real)
         same_value = NON_ASCII_DIGITS[int(real[at])]
