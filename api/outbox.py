@@ -34,7 +34,8 @@ from api.problems import Problem
 from api.rules import PROBLEM_BASE, problem_from_revert, rule_problem
 from api.runtime import ChainUnavailable, Runtime
 from node.errors import ContractRevert, translate_reverts
-from node.indexer.schema import Organization, OrgKey, table
+from node.indexer.custody import resolve as resolve_custody
+from node.indexer.schema import Container, Organization, OrgKey, Unit, table
 from node.ledger.relay import DOMAIN_NAMES, typed_data
 
 RELAY_DEADLINE_SECONDS = 24 * 3600
@@ -198,7 +199,35 @@ def find_idempotent(engine: Engine, principal: Principal, key: str | None, print
     return op
 
 
-def _simulate(runtime: Runtime, plan: Plan, signer: str) -> None:
+# Errors the contract checks before the holder: told to a caller who does not hold the item, they
+# would say something about someone else's goods (packed, in transit) before "not yours"
+_BEFORE_HOLDER = frozenset({"ItemPacked", "InTransit"})
+
+
+def holder_first(runtime: Runtime, revert: ContractRevert, org_id: int | None) -> ContractRevert:
+    """`revert` as a caller of `org_id` should see it: NotHolder when the contract refused a packed
+    or in-transit item that the caller's organisation does not hold (read models, resolved as the
+    contract resolves custody); otherwise `revert` itself."""
+    if revert.name not in _BEFORE_HOLDER or org_id is None or not revert.args:
+        return revert
+    key = revert.args[0]
+    key_hex = "0x" + key.hex() if isinstance(key, bytes) else str(key).lower()
+    with runtime.engine.connect() as conn:
+        for model in (Unit, Container):
+            t = table(model)
+            row = conn.execute(select(t).where(t.c.key == key_hex)).first()
+            if row is not None:
+                try:
+                    holder = resolve_custody(conn, dict(row._mapping)).holder
+                except LookupError:  # not indexed yet: the contract's own answer stands
+                    return revert
+                if holder == org_id:
+                    return revert
+                return ContractRevert("NotHolder", (key, holder), arg_names=("key", "holder"))
+    return revert
+
+
+def _simulate(runtime: Runtime, plan: Plan, signer: str, org_id: int | None) -> None:
     chain = runtime.chain()
     for step in plan.steps:
         if has_deferred(step.args):
@@ -209,7 +238,8 @@ def _simulate(runtime: Runtime, plan: Plan, signer: str) -> None:
             with translate_reverts(runtime.registry):
                 chain.w3.eth.call({"from": signer, "to": contract.address, "data": "0x" + data.hex()})  # type: ignore[typeddict-item]
         except ContractRevert as revert:
-            raise problem_from_revert(revert, describe_key=plan.describe_key) from None
+            seen = holder_first(runtime, revert, org_id)
+            raise problem_from_revert(seen, describe_key=plan.describe_key) from None
         except (ConnectionError, OSError) as exc:
             raise ChainUnavailable(str(exc)) from exc
 
@@ -258,11 +288,12 @@ def simulate_sequence(runtime: Runtime, plan: Plan, signer: str) -> None:
             raise StepRevert(index, ContractRevert.from_data(data, runtime.registry))
 
 
-def _simulate_sequence(runtime: Runtime, plan: Plan, signer: str) -> None:
+def _simulate_sequence(runtime: Runtime, plan: Plan, signer: str, org_id: int | None) -> None:
     try:
         simulate_sequence(runtime, plan, signer)
     except StepRevert as failed:
-        raise problem_from_revert(failed.revert, describe_key=plan.describe_key) from None
+        seen = holder_first(runtime, failed.revert, org_id)
+        raise problem_from_revert(seen, describe_key=plan.describe_key) from None
 
 
 def has_in_flight(session: Session, scope: int) -> bool:
@@ -363,9 +394,9 @@ def accept(
             # With earlier operations still in flight the state they will create is not on chain
             # yet; then the contract alone judges, when the submitter sends.
             if plan.sequential:
-                _simulate_sequence(runtime, plan, signer.address)
+                _simulate_sequence(runtime, plan, signer.address, principal.org_id)
             else:
-                _simulate(runtime, plan, signer.address)
+                _simulate(runtime, plan, signer.address, principal.org_id)
         op = Operation(
             id=uuid.uuid4().hex,
             kind=plan.kind,

@@ -55,7 +55,7 @@ def entry_points(consortium: Consortium) -> list[tuple[str, Callable[[str, str, 
         http(consortium, "cmo"),
         http(consortium, "pharmacy"),
         http(consortium, "sponsor"),
-    )  # noqa: E501
+    )
     pharmacy_gln = consortium.glns["pharmacy"]
 
     def epcis(client: httpx.Client, ev: dict[str, Any]) -> httpx.Response:
@@ -68,7 +68,7 @@ def entry_points(consortium: Consortium) -> list[tuple[str, Callable[[str, str, 
                 "eventList": [
                     {"eventTime": "2026-12-07T09:00:00.000+01:00", "eventTimeZoneOffset": "+01:00", **ev}
                 ]
-            },  # noqa: E501
+            },
         }
         headers = {"Content-Type": "application/ld+json"}
         return client.post("/epcis/capture?wait=true", content=json.dumps(document), headers=headers)
@@ -120,7 +120,7 @@ def test_the_reported_lookalikes_are_malformed_input_everywhere(consortium: Cons
 )
 def test_any_lookalike_anywhere_is_refused(
     consortium: Consortium, position: int, char: str, which: int
-) -> None:  # noqa: E501
+) -> None:
     """One non-ASCII digit (of the same value where possible) or confusable at a random position."""
 
     def put(real: str) -> str:
