@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from eth_utils.crypto import keccak
@@ -442,92 +443,71 @@ async def _settle(
     return response
 
 
-@router.post(
-    "/shipments/{shipment_id}/receive",
-    status_code=202,
-    responses=ACCEPTED,
-    summary="Receive a shipment (all pending items, or those listed)",
-)
-async def receive(
-    shipment_id: str,
-    principal: Annotated[Principal, Depends(Permit("custody.receive"))],
-    write: WriteDep,
-    body: Settle | None = None,
-) -> JSONResponse:
-    return await _settle(
-        principal,
-        shipment_id,
-        body or Settle(),
-        kind="custody.receive",
-        fn="receiveShipment",
-        write=write,
+@dataclass(frozen=True)
+class ShipmentAction:
+    """One settlement of a shipment's items: its path, who may, and the contract function."""
+
+    path: str  # /shipments/{shipment_id}/<path>
+    name: str  # the route's name (and so its OpenAPI operationId)
+    permit: str
+    kind: str  # the operation's kind
+    fn: str  # CustodyLedger's function
+    summary: str
+    body_optional: bool = False  # receive: no body means every pending item
+
+
+SHIPMENT_ACTIONS = (
+    ShipmentAction(
+        "receive", "receive", "custody.receive", "custody.receive", "receiveShipment",
+        "Receive a shipment (all pending items, or those listed)", body_optional=True,
+    ),
+    ShipmentAction(
+        "reject", "reject_items", "custody.receive", "custody.reject", "rejectShipment",
+        "Refuse listed items; custody returns to the sender",
+    ),
+    ShipmentAction(
+        "missing", "report_missing", "custody.receive", "custody.missing", "reportMissing",
+        "Report listed items as not arrived",
+    ),
+    ShipmentAction(
+        "reclaim", "reclaim", "custody.ship", "custody.reclaim", "reclaimShipment",
+        "Sender takes back items of a shipment to an inactive addressee",
+    ),
+)  # fmt: skip
+
+
+def _shipment_action_route(action: ShipmentAction) -> None:
+    """Register the one handler, `_settle`, for `action`: FastAPI reads the body's optionality and
+    the permission from the signature, so each action gets its own small one."""
+    permit = Depends(Permit(action.permit))
+
+    # (the permission as a default, not in `Annotated`: string annotations resolve in the module)
+    async def settle(
+        shipment_id: str, body: Settle, *, principal: Principal = permit, write: WriteDep
+    ) -> JSONResponse:
+        return await _settle(principal, shipment_id, body, kind=action.kind, fn=action.fn, write=write)
+
+    async def settle_all(
+        shipment_id: str, *, principal: Principal = permit, write: WriteDep, body: Settle | None = None
+    ) -> JSONResponse:
+        return await _settle(
+            principal, shipment_id, body or Settle(), kind=action.kind, fn=action.fn, write=write
+        )
+
+    route = settle_all if action.body_optional else settle
+    route.__name__ = action.name
+    router.add_api_route(
+        f"/shipments/{{shipment_id}}/{action.path}",
+        route,
+        methods=["POST"],
+        status_code=202,
+        responses=ACCEPTED,
+        summary=action.summary,
     )
 
 
-@router.post(
-    "/shipments/{shipment_id}/reject",
-    status_code=202,
-    responses=ACCEPTED,
-    summary="Refuse listed items; custody returns to the sender",
-)
-async def reject_items(
-    shipment_id: str,
-    body: Settle,
-    principal: Annotated[Principal, Depends(Permit("custody.receive"))],
-    write: WriteDep,
-) -> JSONResponse:
-    return await _settle(
-        principal,
-        shipment_id,
-        body,
-        kind="custody.reject",
-        fn="rejectShipment",
-        write=write,
-    )
-
-
-@router.post(
-    "/shipments/{shipment_id}/missing",
-    status_code=202,
-    responses=ACCEPTED,
-    summary="Report listed items as not arrived",
-)
-async def report_missing(
-    shipment_id: str,
-    body: Settle,
-    principal: Annotated[Principal, Depends(Permit("custody.receive"))],
-    write: WriteDep,
-) -> JSONResponse:
-    return await _settle(
-        principal,
-        shipment_id,
-        body,
-        kind="custody.missing",
-        fn="reportMissing",
-        write=write,
-    )
-
-
-@router.post(
-    "/shipments/{shipment_id}/reclaim",
-    status_code=202,
-    responses=ACCEPTED,
-    summary="Sender takes back items of a shipment to an inactive addressee",
-)
-async def reclaim(
-    shipment_id: str,
-    body: Settle,
-    principal: Annotated[Principal, Depends(Permit("custody.ship"))],
-    write: WriteDep,
-) -> JSONResponse:
-    return await _settle(
-        principal,
-        shipment_id,
-        body,
-        kind="custody.reclaim",
-        fn="reclaimShipment",
-        write=write,
-    )
+for _action in SHIPMENT_ACTIONS:
+    _shipment_action_route(_action)
 
 
 # ---------------------------------------------------------------------- decommissioning and suspects
