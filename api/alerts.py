@@ -13,7 +13,7 @@ from sqlalchemy import Engine, and_, or_, select
 from sqlmodel import Session, col
 
 from api.auth import REGULATOR, Principal
-from api.models import UserRole
+from api.models import User, UserRole
 from api.models.alerts import Alert, AlertStatus
 from node.indexer.schema import Product, table
 
@@ -74,6 +74,29 @@ def raise_alert(
         session.refresh(alert)
         assert alert.id is not None
         return alert.id
+
+
+def raise_signature_locked(
+    engine: Engine, user: User, subject: str, typed_username: str, failures: int, limit: int
+) -> int:
+    """Notice to security: an alert for the organisation's key admins (and regulators)."""
+    assert user.id is not None
+    return raise_alert(
+        engine,
+        SIGNATURE_LOCKED,
+        subject,
+        principal=None,  # not "raised by" the signer's organisation: its other members do not see it
+        sponsor_org=user.org_id,  # the organisation whose key admins must act
+        detail={
+            "user_id": user.id,
+            "username": user.username,
+            "printed_name": user.printed_name,
+            "org_id": user.org_id,
+            "typed_username": typed_username,
+            "failures": failures,
+            "limit": limit,
+        },
+    )
 
 
 def close_alert(engine: Engine, code: str, subject: str, principal: Principal, note: str) -> int | None:

@@ -5,10 +5,12 @@ normalised: a key that renders like another one must not name a second item (nod
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from api.rules import rule_problem
 from node.gs1.charset import describe_char, first_non_ascii, is_cset82, is_digits
 from node.gs1.scan import IdentifierError
 from node.gs1.scan import parse as parse_identifier
@@ -101,3 +103,32 @@ class UnitRef(BaseModel):
 
 def sscc_key(sscc: str) -> str:
     return "0x" + container_key(sscc).hex()
+
+
+# Shipment ids: the sender's own reference (e.g. a despatch advice number), stored as bytes32
+_SHIPMENT_HEX = re.compile(r"0x[0-9a-fA-F]{64}")
+_SHIPMENT_TEXT = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,31}")  # printable ASCII: no look-alikes
+
+
+def shipment_bytes(shipment_id: str, field: str = "shipment_id") -> bytes:
+    if _SHIPMENT_HEX.fullmatch(shipment_id):
+        return bytes.fromhex(shipment_id[2:])
+    if not _SHIPMENT_TEXT.fullmatch(shipment_id):
+        raise rule_problem(
+            422,
+            "invalid-shipment-id",
+            "a shipment id is 1 to 32 characters of printable ASCII, or 0x and 64 hex digits",
+            field=field,
+        )
+    return shipment_id.encode().ljust(32, b"\0")
+
+
+def shipment_label(raw: bytes) -> str:
+    text = raw.rstrip(b"\0")
+    try:
+        decoded = text.decode()
+        if decoded.isprintable() and decoded:
+            return decoded
+    except UnicodeDecodeError:
+        pass
+    return "0x" + raw.hex()

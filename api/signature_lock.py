@@ -1,7 +1,8 @@
 """Limits on electronic-signature attempts (21 CFR 11.300(d)): every refused attempt counts on the
 signer's user row with one atomic UPDATE (parallel attempts all count), a good signature resets the
 count, and at `signature_failure_limit` the user's e-signature locks until a key admin of their
-organisation (or the consortium admin) unlocks it. Locking raises a SIGNATURE_LOCKED alert."""
+organisation (or the consortium admin) unlocks it. Locking raises a SIGNATURE_LOCKED alert
+(api.alerts.raise_signature_locked)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, case, update
 
-from api import alerts
 from api.auth import Principal
 from api.models import User
 
@@ -71,27 +71,6 @@ def unlock(engine: Engine, user_id: int) -> None:
 def subject(user_id: int) -> str:
     """The alert subject of a user's signature lock."""
     return f"user:{user_id}"
-
-
-def raise_locked_alert(engine: Engine, user: User, typed_username: str, failures: int, limit: int) -> int:
-    """Notice to security: an alert for the organisation's key admins (and regulators)."""
-    assert user.id is not None
-    return alerts.raise_alert(
-        engine,
-        alerts.SIGNATURE_LOCKED,
-        subject(user.id),
-        principal=None,  # not "raised by" the signer's organisation: its other members do not see it
-        sponsor_org=user.org_id,  # the organisation whose key admins must act
-        detail={
-            "user_id": user.id,
-            "username": user.username,
-            "printed_name": user.printed_name,
-            "org_id": user.org_id,
-            "typed_username": typed_username,
-            "failures": failures,
-            "limit": limit,
-        },
-    )
 
 
 def audit_detail(

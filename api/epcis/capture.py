@@ -26,9 +26,9 @@ from sqlmodel import Session
 from api.auth import Principal
 from api.epcis.plain import ANCHORS_PER_TX, expiry_date, org_gln
 from api.epcis.records import cbv_uri, cbv_word, gln_of, item_of, make_record
+from api.identifiers import shipment_bytes
 from api.plan import EventRecord, KeyRef, Plan, TxStep, chunks
 from api.problems import Problem
-from api.routes.custody import shipment_bytes
 from api.rules import problem_from_revert, rule_problem
 from api.runtime import Runtime
 from node.epcis.events import REACTIVATING, RXL_NS

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from api.identifiers import shipment_label
 from api.reports.inspection import (
     CertificateRow,
     Handover,
@@ -14,7 +15,6 @@ from api.reports.inspection import (
     StatusChange,
     Step,
 )
-from api.routes.custody import shipment_label
 
 
 def _at(timestamp: int) -> dt.datetime:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from api import signature_lock
+from api.alerts import raise_signature_locked
 from api.auth import Permit, Principal, RuntimeDep, forbidden
 from api.identifiers import Bytes32Hex, Gln, Gtin, Lot
 from api.models import Document, SignatureRecord
@@ -594,7 +595,14 @@ def e_sign(
     def refuse(outcome: str) -> Problem:
         attempt = signature_lock.record_failure(runtime.engine, user.id or 0, limit)
         if attempt.locked_now:
-            signature_lock.raise_locked_alert(runtime.engine, user, sig.username, attempt.failures, limit)
+            raise_signature_locked(
+                runtime.engine,
+                user,
+                signature_lock.subject(user.id or 0),
+                sig.username,
+                attempt.failures,
+                limit,
+            )
         request.state.audit_detail = signature_lock.audit_detail(
             principal,
             sig.username,

@@ -3,7 +3,6 @@ an organisation holds and has coming in."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from sqlmodel import Session
 from api.alerts import raise_alert
 from api.auth import Permit, Principal, RuntimeDep
 from api.epcis.plain import EventWriter, expiry_date, org_gln
-from api.identifiers import Bytes32Hex, Gln, Serial, Sscc, UnitRef, sscc_key
+from api.identifiers import Bytes32Hex, Gln, Serial, Sscc, UnitRef, shipment_bytes, shipment_label, sscc_key
 from api.models import KnownItem
 from api.openapi import ACCEPTED
 from api.plan import KeyRef, Plan, TxStep, chunks
@@ -254,34 +253,6 @@ async def unpack(
 
 
 # ---------------------------------------------------------------------- shipping
-
-
-_SHIPMENT_HEX = re.compile(r"0x[0-9a-fA-F]{64}")
-_SHIPMENT_TEXT = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,31}")  # printable ASCII: no look-alikes
-
-
-def shipment_bytes(shipment_id: str, field: str = "shipment_id") -> bytes:
-    if _SHIPMENT_HEX.fullmatch(shipment_id):
-        return bytes.fromhex(shipment_id[2:])
-    if not _SHIPMENT_TEXT.fullmatch(shipment_id):
-        raise rule_problem(
-            422,
-            "invalid-shipment-id",
-            "a shipment id is 1 to 32 characters of printable ASCII, or 0x and 64 hex digits",
-            field=field,
-        )
-    return shipment_id.encode().ljust(32, b"\0")
-
-
-def shipment_label(raw: bytes) -> str:
-    text = raw.rstrip(b"\0")
-    try:
-        decoded = text.decode()
-        if decoded.isprintable() and decoded:
-            return decoded
-    except UnicodeDecodeError:
-        pass
-    return "0x" + raw.hex()
 
 
 class Ship(Items):
