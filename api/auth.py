@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import text
 
+from api.clientaddr import client_address
 from api.models import UserRole
 from api.problems import Problem
 from api.rules import PROBLEM_BASE
@@ -128,10 +129,20 @@ def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthenticated("send `Authorization: Bearer <token>`")
-    throttle: FailureThrottle = request.app.state.auth_throttle
-    client = request.client.host if request.client else "unknown"
-    wait = throttle.retry_after(client)
-    if wait is not None:
+    # Only failures are braked: a valid token is served even from a braked address (a colleague
+    # behind the same NAT as a scanner keeps working). The token is therefore looked up before the
+    # brake is consulted; a braked client learns no more than "valid or not" (the 429 hides why a
+    # token failed), which at 256 bits a token is no oracle at any rate (docs/SECURITY.md, "Client
+    # addresses and the throttle").
+    try:
+        return _authenticate(request, runtime, token.strip())
+    except Problem as problem:
+        if problem.status != 401:
+            raise
+        throttle: FailureThrottle = request.app.state.auth_throttle
+        wait = throttle.fail(client_address(request))
+        if wait is None:
+            raise
         seconds = max(1, math.ceil(wait))
         raise Problem(
             429,
@@ -139,13 +150,7 @@ def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
             type=PROBLEM_BASE + "too-many-failed-authentications",
             detail=f"too many requests with a bad token from this address; retry in {seconds} s",
             headers={"Retry-After": str(seconds)},
-        )
-    try:
-        return _authenticate(request, runtime, token.strip())
-    except Problem as problem:
-        if problem.status == 401:
-            throttle.fail(client)
-        raise
+        ) from None
 
 
 # One statement, built once: every authenticated request runs it (the ORM's two queries and their

@@ -1,10 +1,12 @@
 """Brute-force brake: failed authentications (a token presented but unknown, revoked, expired or of
-a disabled user) are counted per client address in a sliding window; past the limit the client gets
-429 with Retry-After until its oldest failure leaves the window. Tokens carry 256 bits, so guessing
-is hopeless anyway; the brake keeps a scanner from loading the database and the logs.
+a disabled user) are counted per client address (api/clientaddr.py) in a sliding window; past the
+limit a failed authentication is answered 429 with Retry-After instead of 401, until fewer than the
+limit of failures are left in the window. Only failures are braked: a valid token is served even from
+a braked address (api/auth.py). Tokens carry 256 bits, so guessing is hopeless anyway; the brake
+keeps a scanner from reading why its tokens fail and from filling the logs with 401s.
 
 Per process: with several API workers the effective limit is the limit times the workers; behind a
-reverse proxy, run uvicorn with --proxy-headers so the client address is the caller's."""
+reverse proxy, name it in RXLEDGER_TRUSTED_PROXIES so the client address is the caller's."""
 
 from __future__ import annotations
 
@@ -39,8 +41,13 @@ class FailureThrottle:
                 return None
             return failures[0] + self.window - now
 
-    def fail(self, client: str) -> None:
+    def fail(self, client: str) -> float | None:
+        """Count a failure of `client`. Returns the seconds it has to wait if it was already at the
+        limit (answer 429), else None (answer 401). Failures while braked count too, so a client
+        that keeps failing stays braked; only the last `limit` are kept (bounded memory)."""
         now = time.monotonic()
         with self._lock:
-            self._recent(client, now)
-            self._failures.setdefault(client, deque()).append(now)
+            failures = self._recent(client, now)
+            wait = failures[0] + self.window - now if len(failures) >= self.limit else None
+            self._failures.setdefault(client, deque(maxlen=self.limit)).append(now)
+            return wait

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr
 from rich.console import Console
 
@@ -143,6 +144,21 @@ class _Watcher(threading.Thread):
             self.console.print(f"  [red]- {problem}[/red]")
 
 
+def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """How `rxledger up` serves the API. Never with uvicorn's proxy headers: they would make any
+    X-Forwarded-For from 127.0.0.1 the client's address; RXLEDGER_TRUSTED_PROXIES decides instead
+    (api/clientaddr.py)."""
+    return uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=settings.log_level == "DEBUG",
+        lifespan="on",
+        proxy_headers=False,
+    )
+
+
 def run_up(settings: Settings, console: Console) -> int:
     pidfile = pidfile_path(settings)
     existing = UpRecord.read(pidfile)
@@ -217,15 +233,7 @@ def _run(settings: Settings, devnet: Devnet, pidfile: Path, console: Console) ->
     )
     indexer_thread.start()
 
-    config = uvicorn.Config(
-        create_app(live, mined=mined),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level=settings.log_level.lower(),
-        access_log=settings.log_level == "DEBUG",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(create_app(live, mined=mined), settings))
     watcher = _Watcher(server, devnet, live, console, admin_token)
     watcher.start()
     try:

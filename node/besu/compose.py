@@ -139,7 +139,18 @@ def _stack(
         ),
         f"{prefix}api": _app(
             spec,
-            ["uvicorn", "--factory", "api.app:create_app", "--host", "0.0.0.0", "--port", "8000"],
+            # --no-proxy-headers: uvicorn would believe X-Forwarded-For from 127.0.0.1; the API reads
+            # it only from RXLEDGER_TRUSTED_PROXIES (docs/SECURITY.md, "Client addresses and the throttle")
+            [
+                "uvicorn",
+                "--factory",
+                "api.app:create_app",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "8000",
+                "--no-proxy-headers",
+            ],
             rpc=rpc,
             database=db,
             volumes=mounts,
