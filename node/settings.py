@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
     # Reverse proxies whose X-Forwarded-For is believed (IP addresses or CIDR networks, e.g.
     # '["10.0.0.5", "10.1.0.0/16"]'). Empty: the client address is the TCP peer's, whatever a
-    # header claims (docs/SECURITY.md, "Client addresses behind a proxy").
+    # header claims (docs/SECURITY.md, "Client addresses and the throttle").
     trusted_proxies: list[str] = Field(default_factory=list)
     # Wrong credentials re-entered at electronic signature, in a row, before the user's signing is
     # locked until a key admin unlocks it (21 CFR 11.300(d); docs/SECURITY.md).
