@@ -30,6 +30,14 @@ def sponsor_of(session: Session, gtin: str | None) -> int | None:
     return int(found) if found is not None else None
 
 
+def _open_alert(session: Session, code: str, subject: str) -> Alert | None:
+    """The alert `code` about `subject` that is not closed yet (at most one: raising deduplicates)."""
+    stmt = select(Alert).where(
+        col(Alert.code) == code, col(Alert.subject) == subject, col(Alert.status) != AlertStatus.CLOSED
+    )
+    return session.execute(stmt).scalar()
+
+
 def raise_alert(
     engine: Engine,
     code: str,
@@ -44,13 +52,7 @@ def raise_alert(
 ) -> int:
     """Record the signal; a repeat of an alert still open counts on it. Returns the alert's id."""
     with Session(engine) as session:
-        existing = session.execute(
-            select(Alert).where(
-                col(Alert.code) == code,
-                col(Alert.subject) == subject,
-                col(Alert.status) != AlertStatus.CLOSED,
-            )
-        ).scalar()
+        existing = _open_alert(session, code, subject)
         if existing is not None:
             existing.count += 1
             existing.last_at = time.time()
@@ -102,13 +104,7 @@ def raise_signature_locked(
 def close_alert(engine: Engine, code: str, subject: str, principal: Principal, note: str) -> int | None:
     """Close the open alert `code` about `subject`, if any, as handled by `principal`; its id."""
     with Session(engine) as session:
-        alert = session.execute(
-            select(Alert).where(
-                col(Alert.code) == code,
-                col(Alert.subject) == subject,
-                col(Alert.status) != AlertStatus.CLOSED,
-            )
-        ).scalar()
+        alert = _open_alert(session, code, subject)
         if alert is None:
             return None
         alert.status = AlertStatus.CLOSED
