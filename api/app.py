@@ -15,12 +15,12 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import Engine
 
-from api import audit
 from api.database import api_engine
+from api.edge import audit
+from api.edge.problems import BodySizeLimit, JsonDepthLimit, install_problem_handlers
+from api.edge.throttle import FailureThrottle
 from api.health import Health, collect_health
-from api.notify import start_notifier
-from api.openapi import PROBLEM_RESPONSES, install_openapi
-from api.problems import BodySizeLimit, JsonDepthLimit, install_problem_handlers
+from api.read.notify import start_notifier
 from api.routes import (
     admin,
     batches,
@@ -34,10 +34,10 @@ from api.routes import (
 )
 from api.routes import audit as audit_routes
 from api.routes.common import chain_unavailable
+from api.routes.openapi import PROBLEM_RESPONSES, install_openapi
 from api.runtime import ChainUnavailable, Runtime
-from api.submitter import start_submitter
-from api.throttle import FailureThrottle
 from api.web import pages
+from api.write.submitter import start_submitter
 from node.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def create_app(
         summary="Pharmaceutical traceability on a permissioned ledger",
         version="0.1.0",
         lifespan=lifespan,
-        # every route's errors are problem documents (api/openapi.py); FastAPI alone documents a 422
+        # every route's errors are problem documents (api/routes/openapi.py); FastAPI alone documents a 422
         # with a body this API never sends, and no other 4xx
         responses=PROBLEM_RESPONSES,
     )

@@ -154,7 +154,7 @@ app.add_typer(admin_app, name="admin")
 def admin_bootstrap() -> None:
     """Register the deployer (the contracts' admin) as the API's consortium admin and print its
     first API token, once; a no-op when the admin exists."""
-    from api.bootstrap import ensure_admin
+    from api.admin.bootstrap import ensure_admin
     from api.database import api_engine
     from api.runtime import Runtime
 

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from web3 import Web3
 from web3.contract import Contract
 
-from api.keystore import Keystore
+from api.write.keystore import Keystore
 from node.chain import ChainError, connect
 from node.deploy import Manifest, load_contracts, load_manifest, manifest_path
 from node.errors import ErrorRegistry, default_registry

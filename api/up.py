@@ -21,10 +21,10 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from rich.console import Console
 
+from api.admin.bootstrap import ensure_admin
+from api.admin.demo import seed_demo_via_api
 from api.app import create_app
-from api.bootstrap import ensure_admin
 from api.database import api_engine
-from api.demo import seed_demo_via_api
 from api.health import collect_health
 from api.procs import UpRecord, alive, process_start_time, terminate
 from api.routes.admin import TokenOut
@@ -147,7 +147,7 @@ class _Watcher(threading.Thread):
 def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     """How `rxledger up` serves the API. Never with uvicorn's proxy headers: they would make any
     X-Forwarded-For from 127.0.0.1 the client's address; RXLEDGER_TRUSTED_PROXIES decides instead
-    (api/clientaddr.py)."""
+    (api/edge/clientaddr.py)."""
     return uvicorn.Config(
         app,
         host=settings.api_host,

@@ -286,7 +286,7 @@ def build(args: argparse.Namespace, tmp: Path, devnet: Devnet, console: Console,
     from eth_utils.crypto import keccak
     from pydantic import SecretStr
 
-    from api.bootstrap import ensure_admin
+    from api.admin.bootstrap import ensure_admin
     from api.database import api_engine
     from api.models import UserRole
     from api.routes.admin import create_user, issue_token
@@ -932,13 +932,13 @@ def profile(built: Built, url: str, n: int, console: Console) -> dict[str, Any]:
     from sqlalchemy import event
     from starlette.requests import Request
 
-    from api import audit
     from api.app import create_app
-    from api.auth import Principal, authenticate
     from api.database import api_engine
+    from api.edge import audit
+    from api.edge.auth import Principal, authenticate
+    from api.read.verify import verify_pack
     from api.routes.verification import PackCode
     from api.runtime import Runtime
-    from api.verify import verify_pack
 
     settings = _settings_for(built, url)
     engine = api_engine(url)

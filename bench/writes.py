@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from api.bootstrap import ensure_admin
+from api.admin.bootstrap import ensure_admin
 from api.client import RxClient
 from api.database import api_engine
 from api.runtime import Runtime

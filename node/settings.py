@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     documents_dir: Path = Path("var/documents")  # certificate files, content-addressed by SHA-256
     max_request_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     token_ttl_days: int = Field(default=90, gt=0)
-    # Failed authentications per client address and window before 429 (api/throttle.py).
+    # Failed authentications per client address and window before 429 (api/edge/throttle.py).
     auth_failure_limit: int = Field(default=30, gt=0)
     auth_failure_window_seconds: float = Field(default=60.0, gt=0)
     # Reverse proxies whose X-Forwarded-For is believed (IP addresses or CIDR networks, e.g.

@@ -23,14 +23,14 @@ from eth_utils.crypto import keccak
 from sqlalchemy import select
 from sqlmodel import Session
 
-from api.auth import Principal
+from api.edge.auth import Principal
+from api.edge.identifiers import shipment_bytes
+from api.edge.problems import Problem
+from api.edge.rules import problem_from_revert, rule_problem
 from api.epcis.plain import ANCHORS_PER_TX, expiry_date, org_gln
 from api.epcis.records import cbv_uri, cbv_word, gln_of, item_of, make_record
-from api.identifiers import shipment_bytes
-from api.plan import EventRecord, KeyRef, Plan, TxStep, chunks
-from api.problems import Problem
-from api.rules import problem_from_revert, rule_problem
 from api.runtime import Runtime
+from api.write.plan import EventRecord, KeyRef, Plan, TxStep, chunks
 from node.epcis.events import REACTIVATING, RXL_NS
 from node.errors import ContractRevert
 from node.gs1.scan import IdentifierError

@@ -14,8 +14,8 @@ from sqlmodel import Session, col
 
 from api.epcis.records import make_record
 from api.models import KnownItem
-from api.plan import EventRecord, KeyRef, Plan, TxStep, chunks
 from api.runtime import Runtime
+from api.write.plan import EventRecord, KeyRef, Plan, TxStep, chunks
 from node.epcis import events as ev
 from node.indexer.schema import Organization, table
 

@@ -13,11 +13,11 @@ from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.sql.selectable import CTE
 from sqlmodel import Session, col
 
-from api.auth import REGULATOR, Principal
+from api.edge.auth import REGULATOR, Principal
+from api.edge.rules import rule_problem
 from api.epcis.records import cbv_uri, item_of, location_uri
 from api.models.epcis import EpcisEvent, EpcisEventEpc
 from api.models.outbox import Operation, OperationStatus
-from api.rules import rule_problem
 from node.epcis.events import timestamp
 from node.gs1.scan import IdentifierError
 from node.indexer.schema import Certificate, CustodyEvent, CustodyEventItem, Unit, table

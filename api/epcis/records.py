@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from api.plan import EventRecord
+from api.write.plan import EventRecord
 from node.epcis.events import CONTEXT
 from node.epcis.hashid import event_digest
 from node.gs1.charset import is_cset82

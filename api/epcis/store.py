@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from sqlalchemy import delete, insert, select
 from sqlmodel import Session, col
 
+from api.edge.rules import rule_problem
 from api.epcis.records import cbv_uri, location_uri
 from api.models.epcis import EpcisEvent, EpcisEventEpc
 from api.models.outbox import Operation, OperationStatus
-from api.plan import EventRecord
-from api.rules import rule_problem
+from api.write.plan import EventRecord
 
 
 def parse_time(value: str) -> float:

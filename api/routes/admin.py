@@ -16,19 +16,19 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 from web3.exceptions import Web3RPCError
 
-from api import signature_lock
-from api.alerts import SIGNATURE_LOCKED, close_alert
-from api.auth import Permit, Principal, RuntimeDep, require_org
-from api.identifiers import Gln
+from api.edge import signature_lock
+from api.edge.auth import Permit, Principal, RuntimeDep, require_org
+from api.edge.identifiers import Gln
+from api.edge.problems import Problem
+from api.edge.rules import PROBLEM_BASE, rule_problem
+from api.edge.security import hash_credential, new_token
 from api.models import ApiToken, OrgSigner, SignerMode, User
-from api.openapi import ACCEPTED
-from api.outbox import claim_pending_signers as outbox_claim
-from api.plan import OrgByGln, Plan, TxStep
-from api.problems import Problem
+from api.read.alerts import SIGNATURE_LOCKED, close_alert
 from api.routes.common import RowId, WriteDep, org_row
-from api.rules import PROBLEM_BASE, rule_problem
+from api.routes.openapi import ACCEPTED
 from api.runtime import ChainUnavailable, Runtime
-from api.security import hash_credential, new_token
+from api.write.outbox import claim_pending_signers as outbox_claim
+from api.write.plan import OrgByGln, Plan, TxStep
 from node.indexer.schema import Organization, OrgKey, table
 from node.ledger.constants import Role
 
@@ -152,7 +152,7 @@ def _fund(runtime: Runtime, address: str) -> None:
     wei = runtime.settings.fund_new_keys_wei
     if wei <= 0:
         return
-    from api.outbox import signer_for
+    from api.write.outbox import signer_for
     from node.chain import Sender
 
     with Session(runtime.engine) as session:
@@ -708,7 +708,7 @@ class Me(BaseModel):
 
 @router.get("/me", summary="Who am I, and what may I do")
 def me(runtime: RuntimeDep, principal: Annotated[Principal, Depends(Permit("read"))]) -> Me:
-    from api.auth import PERMISSIONS
+    from api.edge.auth import PERMISSIONS
 
     user = _user_in_scope(runtime, principal, principal.user_id) if not principal.is_admin else None
     if user is None:

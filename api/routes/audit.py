@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlmodel import Session
 
-from api import audit
-from api.auth import Permit, Principal, RuntimeDep
+from api.edge import audit
+from api.edge.auth import Permit, Principal, RuntimeDep
 from api.models import AuditEntry
 from api.routes.common import MAX_ROW_ID
 

@@ -17,18 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from api import signature_lock
-from api.alerts import raise_signature_locked
-from api.auth import Permit, Principal, RuntimeDep, forbidden
-from api.identifiers import Bytes32Hex, Gln, Gtin, Lot
+from api.edge import signature_lock
+from api.edge.auth import Permit, Principal, RuntimeDep, forbidden
+from api.edge.identifiers import Bytes32Hex, Gln, Gtin, Lot
+from api.edge.problems import Problem
+from api.edge.rules import rule_problem
+from api.edge.security import verify_credential
 from api.models import Document, SignatureRecord
-from api.openapi import ACCEPTED, problem_response
-from api.plan import Plan, TxStep
-from api.problems import Problem
+from api.read.alerts import raise_signature_locked
 from api.routes.common import MAX_ROW_ID, RowId, Write, WriteDep, batch_row, org_row
-from api.rules import rule_problem
+from api.routes.openapi import ACCEPTED, problem_response
 from api.runtime import Runtime
-from api.security import verify_credential
+from api.write.plan import Plan, TxStep
 from node.gs1.charset import is_digits
 from node.indexer.schema import (
     Batch,

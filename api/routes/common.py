@@ -27,13 +27,13 @@ from sqlalchemy import select
 from sqlmodel import Session
 from starlette.datastructures import UploadFile
 
-from api import outbox
-from api.auth import Permit, Principal, PrincipalDep, get_runtime
+from api.edge.auth import Permit, Principal, PrincipalDep, get_runtime
+from api.edge.problems import Problem
+from api.edge.rules import PROBLEM_BASE, rule_problem
 from api.models.outbox import Operation, OperationStatus
-from api.plan import Plan
-from api.problems import Problem
-from api.rules import PROBLEM_BASE, rule_problem
 from api.runtime import ChainUnavailable, Runtime
+from api.write import outbox
+from api.write.plan import Plan
 from node.indexer.schema import Batch, Organization, table
 
 IdempotencyKey = Annotated[

@@ -15,16 +15,25 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
-from api.alerts import raise_alert
-from api.auth import Permit, Principal, RuntimeDep
+from api.edge.auth import Permit, Principal, RuntimeDep
+from api.edge.identifiers import (
+    Bytes32Hex,
+    Gln,
+    Serial,
+    Sscc,
+    UnitRef,
+    shipment_bytes,
+    shipment_label,
+    sscc_key,
+)
+from api.edge.rules import rule_problem
 from api.epcis.plain import EventWriter, expiry_date, org_gln
-from api.identifiers import Bytes32Hex, Gln, Serial, Sscc, UnitRef, shipment_bytes, shipment_label, sscc_key
 from api.models import KnownItem
-from api.openapi import ACCEPTED
-from api.plan import KeyRef, Plan, TxStep, chunks
+from api.read.alerts import raise_alert
 from api.routes.common import MAX_ROW_ID, Write, WriteDep, batch_row, org_by_gln, org_row
-from api.rules import rule_problem
+from api.routes.openapi import ACCEPTED
 from api.runtime import Runtime
+from api.write.plan import KeyRef, Plan, TxStep, chunks
 from node.epcis import events as ev
 from node.indexer.custody import resolve
 from node.indexer.schema import Container, Shipment, ShipmentItem, Unit, table

@@ -14,18 +14,18 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from api import outbox
-from api.auth import Permit, Principal, RuntimeDep
+from api.edge.auth import Permit, Principal, RuntimeDep
+from api.edge.problems import Problem
+from api.edge.rules import PROBLEM_BASE, rule_problem
 from api.epcis.capture import CaptureMapper, Mapped, Refused, assemble, problem_entry, revert_problem
 from api.epcis.query import EventQuery, read_token, run
 from api.epcis.store import already_captured, parse_time
 from api.models.epcis import CaptureJob, EpcisEvent
 from api.models.outbox import TERMINAL, Operation, OperationStatus
-from api.openapi import problem_response
-from api.problems import Problem
 from api.routes.common import Write, write_dependency
-from api.rules import PROBLEM_BASE, rule_problem
+from api.routes.openapi import problem_response
 from api.runtime import Runtime
+from api.write import outbox
 from node.epcis import events as ev
 from node.epcis.model import problems, validate_document
 

@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlmodel import Session
 
-from api.auth import Permit, Principal, RuntimeDep, forbidden
-from api.identifiers import Gtin, sscc_key
+from api.edge.auth import Permit, Principal, RuntimeDep, forbidden
+from api.edge.identifiers import Gtin, sscc_key
+from api.edge.rules import rule_problem
 from api.models import ProductMaster
-from api.rules import rule_problem
 from api.runtime import Runtime
 from node.gs1.scan import IdentifierError, parse
 from node.indexer.schema import Product, table

@@ -15,12 +15,12 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from api import provenance as pv
-from api.auth import REGULATOR, Permit, Principal, RuntimeDep
-from api.identifiers import Bytes32Hex
+from api.edge.auth import REGULATOR, Permit, Principal, RuntimeDep
+from api.edge.identifiers import Bytes32Hex
+from api.edge.rules import rule_problem
 from api.models.notifications import Delivery, Notification, Webhook
+from api.read import provenance as pv
 from api.routes.common import MAX_ROW_ID, RowId
-from api.rules import rule_problem
 from api.runtime import Runtime
 from node.indexer.schema import BatchStatusChange, Organization, Unit, table
 from node.ledger.constants import BatchStatus, UnitState

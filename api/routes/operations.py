@@ -14,12 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from api import outbox
-from api.auth import Permit, Principal, RuntimeDep
+from api.edge.auth import Permit, Principal, RuntimeDep
+from api.edge.rules import rule_problem
 from api.models import Operation, OperationStatus, OperationTx
 from api.models.outbox import TERMINAL
-from api.rules import rule_problem
 from api.runtime import Runtime
+from api.write import outbox
 from node.ledger.relay import recover_signer
 
 router = APIRouter(prefix="/v1/operations", tags=["operations"])

@@ -9,14 +9,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Response
 from sqlalchemy import Connection, select
 
-from api import provenance as pv
-from api.auth import REGULATOR, Permit, Principal, RuntimeDep
-from api.bundle import build_bundle
+from api.edge.auth import REGULATOR, Permit, Principal, RuntimeDep
+from api.edge.identifiers import Bytes32Hex
+from api.edge.rules import rule_problem
 from api.epcis.plain import expiry_date
-from api.identifiers import Bytes32Hex
-from api.reports.build import report as build_report
-from api.reports.inspection import InspectionReport, custody_svg, render_csv, render_pdf
-from api.rules import rule_problem
+from api.read import provenance as pv
+from api.read.bundle import build_bundle
+from api.read.reports.build import report as build_report
+from api.read.reports.inspection import InspectionReport, custody_svg, render_csv, render_pdf
 from api.runtime import Runtime
 from node.gs1.charset import is_digits
 from node.gs1.scan import IdentifierError, parse

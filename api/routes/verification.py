@@ -14,18 +14,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from api import alerts as alerting
-from api.auth import Permit, Principal, RuntimeDep
+from api.edge.auth import Permit, Principal, RuntimeDep
+from api.edge.identifiers import Gln, Gtin, Lot, Serial, UnitRef
+from api.edge.problems import Problem
+from api.edge.rules import PROBLEM_BASE, rule_problem
 from api.epcis.plain import org_gln
-from api.identifiers import Gln, Gtin, Lot, Serial, UnitRef
 from api.models.alerts import Alert, AlertStatus
-from api.openapi import ACCEPTED
-from api.problems import Problem
+from api.read import alerts as alerting
+from api.read.verify import ALREADY_DISPENSED, COUNTERFEIT_SIGNALS, Verification, verify_pack
 from api.routes import custody
 from api.routes.common import RowId, WriteDep
-from api.rules import PROBLEM_BASE, rule_problem
+from api.routes.openapi import ACCEPTED
 from api.runtime import Runtime
-from api.verify import ALREADY_DISPENSED, COUNTERFEIT_SIGNALS, Verification, verify_pack
 from node.gs1.scan import Identifier, IdentifierError, parse
 
 router = APIRouter(tags=["verification"])

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from api.rules import rule_problem
+from api.edge.rules import rule_problem
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

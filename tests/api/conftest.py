@@ -19,8 +19,8 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from web3 import Web3
 
+from api.admin.bootstrap import ensure_admin
 from api.app import create_app
-from api.bootstrap import ensure_admin
 from api.client import RxClient
 from api.database import api_engine
 from api.runtime import Runtime

@@ -15,13 +15,13 @@ from eth_account import Account
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from api import audit
 from api.database import api_engine
-from api.keystore import Keystore, KeystoreError
+from api.edge import audit
+from api.edge.rules import rule_slug, status_of
+from api.edge.security import hash_credential, hash_token, new_token, verify_credential
 from api.routes.admin import _fund
-from api.rules import rule_slug, status_of
 from api.runtime import Runtime
-from api.security import hash_credential, hash_token, new_token, verify_credential
+from api.write.keystore import Keystore, KeystoreError
 from node.chain import Sender
 from node.indexer.pgtemp import TempPostgres
 from tests.api.conftest import ApiNet
@@ -169,8 +169,8 @@ def test_health_reports_the_outbox(net: ApiNet, tmp_path: Path) -> None:
 
 
 def _append_entries(url: str, n: int) -> None:
-    from api import audit as audit_log
     from api.database import api_engine
+    from api.edge import audit as audit_log
 
     engine = api_engine(url)
     for i in range(n):

@@ -3,7 +3,7 @@ of organisation, by the consortium admin and without a token, must be allowed or
 pharmaceutical supply chain demands.
 
 The expectation is written here on its own, from the supply chain's point of view; it deliberately
-does not import `api.auth.PERMISSIONS` (that would test the table against itself).
+does not import `api.edge.auth.PERMISSIONS` (that would test the table against itself).
 
 - Denied: 403, `application/problem+json`, type `forbidden`, and no operation created.
 - Allowed: authorisation passed, so neither 401 nor 403 - except answers from checks made *after*

@@ -25,12 +25,12 @@ from sqlmodel import Session, col
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
-from api.bootstrap import ensure_admin
+from api.admin.bootstrap import ensure_admin
 from api.client import ApiProblem, RxClient
 from api.database import api_engine
 from api.models import Operation, OperationTx, SubmitterLease
 from api.runtime import Runtime
-from api.submitter import Submitter
+from api.write.submitter import Submitter
 from node.accounts import dev_accounts
 from node.chain import make_web3
 from node.deploy import Deployment, Manifest, deploy_suite

@@ -38,8 +38,8 @@ from schemathesis.checks import (
 from schemathesis.core.result import Err, Ok
 from sqlmodel import Session, col, select
 
+from api.edge.security import hash_token
 from api.models import ApiToken, User
-from api.security import hash_token
 from tests.api.conftest import ApiNet, onboard_consortium, running_network
 
 CHECKS = [

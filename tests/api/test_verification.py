@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from api.client import ApiProblem, RxClient
-from api.verify import _PACK, pack_custody
+from api.read.verify import _PACK, pack_custody
 from node.indexer.custody import resolve
 from node.ledger.constants import ContainerState
 from node.ledger.journey import JOURNEY_GTIN, sscc

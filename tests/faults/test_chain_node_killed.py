@@ -32,7 +32,7 @@ from sqlmodel import Session, col
 from web3 import Web3
 from web3.contract import Contract
 
-from api.bootstrap import ensure_admin
+from api.admin.bootstrap import ensure_admin
 from api.client import RxClient
 from api.database import api_engine
 from api.models import Operation, OperationTx

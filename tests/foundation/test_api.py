@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from web3 import Web3
 
 from api.app import create_app
-from api.problems import PROBLEM_JSON, Problem
+from api.edge.problems import PROBLEM_JSON, Problem
 from node.deploy import Deployment
 from node.devnet import Devnet, free_port
 from node.indexer.database import read_model_engine

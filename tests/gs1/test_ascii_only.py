@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from api.edge.identifiers import Gln, Gtin, Lot, Serial, Sscc, UnitRef
 from api.epcis.records import gln_of, item_of, location_uri
-from api.identifiers import Gln, Gtin, Lot, Serial, Sscc, UnitRef
 from node.gs1 import epc
 from node.gs1.charset import ascii_int, is_cset82, is_digits
 from node.gs1.scan import GS, IdentifierError, parse

@@ -16,8 +16,8 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
-from api.reports import typeset
-from api.reports.inspection import (
+from api.read.reports import typeset
+from api.read.reports.inspection import (
     CSV_COLUMNS,
     CertificateRow,
     Handover,

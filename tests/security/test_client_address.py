@@ -4,7 +4,7 @@ choose, and brakes only failures.
 Item 2: 200 bad tokens, each with another X-Forwarded-For, were never braked, because uvicorn
 believes that header from 127.0.0.1 by default (--proxy-headers). Both ways the API is started
 (docker-compose.yml's command line, `rxledger up`) are run here as the real uvicorn and must brake
-them; the header counts only from a proxy named in RXLEDGER_TRUSTED_PROXIES (api/clientaddr.py).
+them; the header counts only from a proxy named in RXLEDGER_TRUSTED_PROXIES (api/edge/clientaddr.py).
 
 Item 3: while an address was braked, a valid token from it was refused too (a colleague behind the
 same NAT as a scanner was locked out). Now a valid token is always served; bad tokens from a braked
@@ -27,8 +27,8 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from api.app import create_app
-from api.clientaddr import UNKNOWN, resolve, trusted_networks
-from api.throttle import FailureThrottle
+from api.edge.clientaddr import UNKNOWN, resolve, trusted_networks
+from api.edge.throttle import FailureThrottle
 from node.besu.compose import compose
 from node.devnet import _pdeathsig_preexec, free_port
 from node.settings import Settings

@@ -29,7 +29,7 @@ from sqlmodel import Session, col
 from starlette.routing import BaseRoute
 
 from api.app import create_app
-from api.auth import Permit
+from api.edge.auth import Permit
 from api.models import Document, KnownItem, Operation, OperationTx, OrgSigner, SignatureRecord
 from api.models.alerts import Alert
 from api.models.epcis import CaptureJob, EpcisEvent

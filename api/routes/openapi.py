@@ -1,7 +1,7 @@
 """What the OpenAPI document says about errors and accepted writes, so that it matches what the API
 answers (checked by tests/api/test_schemathesis.py).
 
-Every error is an RFC 9457 problem document (api/problems.py) served as `application/problem+json`;
+Every error is an RFC 9457 problem document (api/edge/problems.py) served as `application/problem+json`;
 FastAPI alone would document only a 422 with its own `{"detail": [...]}` body, which this API never
 sends. Writes answer 202 with the operation, or 200 when `wait=true` saw it finish or an
 Idempotency-Key replays it (api/routes/common.py)."""
@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api.outbox import OperationView
-from api.problems import PROBLEM_JSON
+from api.edge.problems import PROBLEM_JSON
+from api.write.outbox import OperationView
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, select
 from web3 import Web3
 
-from api.auth import REGULATOR, Principal
+from api.edge.auth import REGULATOR, Principal
 from api.models.epcis import EpcisEvent
 from node.indexer.custody import resolve
 from node.indexer.schema import (

@@ -15,13 +15,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import text
 
-from api.clientaddr import client_address
+from api.edge.clientaddr import client_address
+from api.edge.problems import Problem
+from api.edge.rules import PROBLEM_BASE
+from api.edge.security import hash_token
+from api.edge.throttle import FailureThrottle
 from api.models import UserRole
-from api.problems import Problem
-from api.rules import PROBLEM_BASE
 from api.runtime import Runtime
-from api.security import hash_token
-from api.throttle import FailureThrottle
 from node.ledger.constants import OrgStatus
 
 SPONSOR, CMO, LOGISTICS = "SPONSOR", "CMO", "LOGISTICS"

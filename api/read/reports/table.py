@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from api.reports.model import InspectionReport
-from api.reports.typeset import _iso
+from api.read.reports.model import InspectionReport
+from api.read.reports.typeset import _iso
 
 CSV_COLUMNS: tuple[str, ...] = (
     "step",

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, or_, select
 from sqlmodel import Session, col
 
-from api.auth import REGULATOR, Principal
+from api.edge.auth import REGULATOR, Principal
 from api.models import User, UserRole
 from api.models.alerts import Alert, AlertStatus
 from node.indexer.schema import Product, table

@@ -1,5 +1,6 @@
 """What an inspection report holds: the parties, the on-chain steps, certificates, status changes and
-hand-overs (built by api/reports/build.py from the database and the chain; drawn by the modules beside)."""
+hand-overs (built by api/read/reports/build.py from the database and the chain; drawn by the modules
+beside it)."""
 
 from __future__ import annotations
 

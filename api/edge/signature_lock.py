@@ -2,7 +2,7 @@
 signer's user row with one atomic UPDATE (parallel attempts all count), a good signature resets the
 count, and at `signature_failure_limit` the user's e-signature locks until a key admin of their
 organisation (or the consortium admin) unlocks it. Locking raises a SIGNATURE_LOCKED alert
-(api.alerts.raise_signature_locked)."""
+(api.read.alerts.raise_signature_locked)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, case, update
 
-from api.auth import Principal
+from api.edge.auth import Principal
 from api.models import User
 
 _USERS = User.__table__  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from api.problems import Problem
+from api.edge.problems import Problem
 from node.errors import ContractRevert
 
 PROBLEM_BASE = "urn:rxledger:problem:"

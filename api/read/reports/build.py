@@ -1,4 +1,4 @@
-"""The inspection report's data from a trail as the caller may see it (see api/provenance.py)."""
+"""The inspection report's data from a trail as the caller may see it (see api/read/provenance.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from api.identifiers import shipment_label
-from api.reports.inspection import (
+from api.edge.identifiers import shipment_label
+from api.read.reports.inspection import (
     CertificateRow,
     Handover,
     InspectionReport,

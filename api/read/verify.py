@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import RowMapping
 
-from api.auth import REGULATOR, Principal
+from api.edge.auth import REGULATOR, Principal
 from api.epcis.plain import expiry_date
 from node.gs1.scan import Identifier
 from node.indexer.custody import Custody, resolve

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from api.rules import rule_problem
+from api.edge.rules import rule_problem
 from node.gs1.charset import describe_char, first_non_ascii, is_cset82, is_digits
 from node.gs1.scan import IdentifierError
 from node.gs1.scan import parse as parse_identifier

@@ -12,7 +12,7 @@ from typing import Any
 from eth_utils.abi import event_abi_to_log_topic
 from web3 import Web3
 
-from api.provenance import Step
+from api.read.provenance import Step
 from node.artifacts import load_artifact
 from node.evidence.bundle import FORMAT
 from node.evidence.proofs import receipt_proofs, transaction_proofs

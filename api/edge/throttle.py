@@ -1,8 +1,8 @@
 """Brute-force brake: failed authentications (a token presented but unknown, revoked, expired or of
-a disabled user) are counted per client address (api/clientaddr.py) in a sliding window; past the
+a disabled user) are counted per client address (api/edge/clientaddr.py) in a sliding window; past the
 limit a failed authentication is answered 429 with Retry-After instead of 401, until fewer than the
 limit of failures are left in the window. Only failures are braked: a valid token is served even from
-a braked address (api/auth.py). Tokens carry 256 bits, so guessing is hopeless anyway; the brake
+a braked address (api/edge/auth.py). Tokens carry 256 bits, so guessing is hopeless anyway; the brake
 keeps a scanner from reading why its tokens fail and from filling the logs with 401s.
 
 Per process: with several API workers the effective limit is the limit times the workers; behind a

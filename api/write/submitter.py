@@ -26,11 +26,11 @@ from sqlalchemy import Engine, select, update
 from sqlmodel import Session, col
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
-from api import audit
+from api.edge import audit
+from api.edge.rules import problem_from_revert
 from api.models import KnownItem, Operation, OperationStatus, OperationTx, SubmitterLease, TxStatus
-from api.plan import decode_args, encode_call, resolve_deferred
-from api.rules import problem_from_revert
 from api.runtime import Chain, ChainUnavailable, Runtime
+from api.write.plan import decode_args, encode_call, resolve_deferred
 from node.chain import DEFAULT_PRIORITY_FEE, MIN_MAX_FEE, revert_data_of_failed_tx
 from node.errors import ContractRevert, translate_reverts
 from node.indexer.schema import Checkpoint, table

@@ -18,8 +18,8 @@ from reportlab.graphics.shapes import Drawing, Group, Polygon, Rect, String
 from reportlab.graphics.shapes import Path as ShapePath
 from reportlab.lib import colors
 
-from api.reports.model import Handover, InspectionReport, Party
-from api.reports.typeset import _FRAME_W, _current_fonts, _day, _fit, _Fonts, _iso, _stamp, _width, _wrap
+from api.read.reports.model import Handover, InspectionReport, Party
+from api.read.reports.typeset import _FRAME_W, _current_fonts, _day, _fit, _Fonts, _iso, _stamp, _width, _wrap
 
 _INK = "#1F4E79"  # boxes' border and arrows
 _BOX_FILL = "#EAF1FB"

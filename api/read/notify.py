@@ -19,7 +19,7 @@ from sqlalchemy import and_, or_, select
 from sqlmodel import Session, col
 
 from api.models.notifications import Delivery, Notification, NotifierState, Webhook
-from api.provenance import units_now
+from api.read.provenance import units_now
 from api.runtime import Runtime
 from node.indexer.schema import Batch, BatchStatusChange, table
 from node.ledger.constants import BatchStatus

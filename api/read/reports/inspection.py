@@ -1,6 +1,6 @@
 """Inspection reports for regulators: the custody trail of a pack, a container or a batch.
 
-Another layer (api/reports/build.py) builds an :class:`InspectionReport` from the database and the
+Another layer (api/read/reports/build.py) builds an :class:`InspectionReport` from the database and the
 chain; these modules only render it, without I/O besides reading fonts:
 
 - :func:`render_pdf` (pdf.py): an A4 report, multi-page when long, with a custody diagram;
@@ -13,10 +13,10 @@ module is the one the rest of the API imports.
 
 from __future__ import annotations
 
-from api.reports.diagram import custody_svg
-from api.reports.model import CertificateRow, Handover, InspectionReport, Party, StatusChange, Step
-from api.reports.pdf import render_pdf
-from api.reports.table import CSV_COLUMNS, render_csv
+from api.read.reports.diagram import custody_svg
+from api.read.reports.model import CertificateRow, Handover, InspectionReport, Party, StatusChange, Step
+from api.read.reports.pdf import render_pdf
+from api.read.reports.table import CSV_COLUMNS, render_csv
 
 __all__ = [
     "CSV_COLUMNS",

@@ -1,5 +1,5 @@
 """The client's address, for what the API keys by it (the brake on failed authentications,
-api/throttle.py).
+api/edge/throttle.py).
 
 It is the TCP peer's address, unless the peer is one of the reverse proxies the operator named in
 RXLEDGER_TRUSTED_PROXIES (IP addresses or CIDR networks). For a trusted peer, X-Forwarded-For is read

@@ -25,14 +25,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 from web3.types import RPCEndpoint
 
-from api.auth import Principal
+from api.edge.auth import Principal
+from api.edge.problems import Problem
+from api.edge.rules import PROBLEM_BASE, problem_from_revert, rule_problem
 from api.epcis.store import persist as persist_events
 from api.models import KnownItem, Operation, OperationStatus, OperationTx, OrgSigner, SignerMode
 from api.models.outbox import TERMINAL, TxStatus
-from api.plan import Plan, encode_args, encode_call, has_deferred
-from api.problems import Problem
-from api.rules import PROBLEM_BASE, problem_from_revert, rule_problem
 from api.runtime import ChainUnavailable, Runtime
+from api.write.plan import Plan, encode_args, encode_call, has_deferred
 from node.errors import ContractRevert, translate_reverts
 from node.indexer.custody import resolve as resolve_custody
 from node.indexer.schema import Container, Organization, OrgKey, Unit, table
@@ -470,7 +470,7 @@ def load(engine: Engine, op_id: str) -> tuple[Operation, list[OperationTx]] | No
 
 
 def typed_data_for(runtime: Runtime, tx: OperationTx) -> dict[str, Any]:
-    from api.plan import decode_args
+    from api.write.plan import decode_args
 
     chain = runtime.chain()
     contract = chain.contracts[tx.contract]

@@ -25,9 +25,9 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from api.reports.diagram import _INK, _MUTED, _drawing, _layout, _ranks
-from api.reports.model import InspectionReport, Party
-from api.reports.typeset import (
+from api.read.reports.diagram import _INK, _MUTED, _drawing, _layout, _ranks
+from api.read.reports.model import InspectionReport, Party
+from api.read.reports.typeset import (
     _FRAME_H,
     _FRAME_W,
     _MARGIN_BOTTOM,

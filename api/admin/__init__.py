@@ -1,0 +1,1 @@
+"""Bringing a network to life: the consortium admin's first token and the demo consortium."""
