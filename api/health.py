@@ -47,6 +47,8 @@ class OutboxStatus(BaseModel):
     awaiting_signatures: int = 0
     oldest_waiting_s: float | None = None  # age of the oldest queued or running operation
     submitter_alive: bool = False  # a submitter holds an unexpired lease
+    depth: int = 0  # queued + running: what back-pressure counts
+    max_depth: int | None = None  # past this, writes answer 503 outbox-full (RXLEDGER_OUTBOX_MAX_DEPTH)
 
 
 class Health(BaseModel):
@@ -121,14 +123,14 @@ def _contracts(settings: Settings, w3: Web3 | None, problems: list[str]) -> list
 OUTBOX_MAX_WAIT_S = 120.0
 
 
-def outbox_status(engine: Engine, problems: list[str]) -> OutboxStatus:
+def outbox_status(engine: Engine, problems: list[str], max_depth: int | None = None) -> OutboxStatus:
     """Counts by status, the oldest waiting operation, and the submitter's lease."""
     from sqlalchemy import func
 
     from api.models import Operation, SubmitterLease
 
     now = time.time()
-    status = OutboxStatus()
+    status = OutboxStatus(max_depth=max_depth)
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table("api_operations"):
@@ -146,6 +148,9 @@ def outbox_status(engine: Engine, problems: list[str]) -> OutboxStatus:
     status.oldest_waiting_s = None if oldest is None else round(now - float(oldest), 3)
     status.submitter_alive = lease is not None and float(lease) > now
     waiting = status.queued + status.running
+    status.depth = waiting
+    if max_depth is not None and waiting >= max_depth:
+        problems.append(f"outbox: {waiting} operations wait, at its bound of {max_depth}: writes are refused")
     if waiting and not status.submitter_alive and (status.oldest_waiting_s or 0) > 5:
         problems.append(f"outbox: {waiting} operations wait and no submitter is running")
     elif status.oldest_waiting_s is not None and status.oldest_waiting_s > OUTBOX_MAX_WAIT_S:
@@ -174,7 +179,7 @@ def collect_health(settings: Settings, engine: Engine | None = None, *, rpc_time
         outbox = OutboxStatus()
         if database.reachable:
             indexer = indexer_status(engine, chain.head_block, problems)
-            outbox = outbox_status(engine, problems)
+            outbox = outbox_status(engine, problems, settings.outbox_max_depth)
     finally:
         if own_engine:
             engine.dispose()

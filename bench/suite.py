@@ -2,7 +2,8 @@
 the figures it writes (each next to a baseline measured in the same run), and regenerates
 `docs/BENCHMARKS.md` and `bench/results.json` with the machine and the versions they ran on.
 
-Usage: scripts/bench [--quick] [--only gas,verify,api,indexer] [--docs FILE] [--results FILE]
+Usage: scripts/bench [--quick] [--only gas,verify,api,dispense,indexer [--merge]]
+                     [--docs FILE] [--results FILE]
        scripts/bench --render     (docs/BENCHMARKS.md again from bench/results.json, nothing run)
 
 --quick runs every benchmark at a small size (a smoke run of the whole pipeline, minutes instead of
@@ -212,9 +213,10 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---:|---:|---:|",
         ]
         for f in section["figures"]:
+            ratio = "" if f["ratio"] is None else f"{f['ratio']:.3g}"
             lines.append(
-                f"| {f['name']} | {_num(f['value'], f['unit'])} | {_num(f['baseline'], f['unit'])} "
-                f"| {f['ratio']:.3g} |"
+                f"| {f['name']} | {_num(f['value'], f['unit'])} "
+                f"| {_num(f['baseline'], f['unit'])} | {ratio} |"
             )
         baselines = sorted({f.get("baseline_name", "") for f in section["figures"]} - {""})
         if baselines:
@@ -228,10 +230,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the pipeline")
-    parser.add_argument("--only", default="", help="comma-separated subset of gas,verify,api,indexer")
+    parser.add_argument(
+        "--only", default="", help="comma-separated subset of gas,verify,api,dispense,indexer"
+    )
     parser.add_argument("--docs", type=Path, default=None, help="default docs/BENCHMARKS.md")
     parser.add_argument("--results", type=Path, default=None, help="default bench/results.json")
     parser.add_argument("--render", action="store_true", help="only rewrite the report from the results")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: replace those benchmarks' sections in bench/results.json, keep the others",
+    )
     args = parser.parse_args()
     if args.render:
         results_file = args.results or CODE_ROOT / "bench" / "results.json"
@@ -241,11 +250,16 @@ def main() -> None:
         return
     chosen = [b for b in BENCHES if not args.only or b.key in args.only.split(",")]
     scratch = Path(tempfile.mkdtemp(prefix="rxledger-bench-"))
-    published = not args.quick and not args.only
+    published = not args.quick and (not args.only or args.merge)
     docs = args.docs or (CODE_ROOT / "docs" / "BENCHMARKS.md" if published else scratch / "BENCHMARKS.md")
     out = args.results or (CODE_ROOT / "bench" / "results.json" if published else scratch / "results.json")
     t0 = time.perf_counter()
     benches = {b.key: run_bench(b, args.quick, scratch / f"{b.key}.json") for b in chosen}
+    if args.merge and out.exists():  # the other benchmarks' sections as they were
+        kept = json.loads(out.read_text())["benches"]
+        benches = {
+            b.key: benches.get(b.key) or kept[b.key] for b in BENCHES if b.key in benches or b.key in kept
+        }
     results = {
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": args.quick,
@@ -262,7 +276,7 @@ def main() -> None:
     for f in results["figures"]:
         console.print(
             f"{f['name']}: {_num(f['value'], f['unit'])} (baseline {_num(f['baseline'], f['unit'])}, "
-            f"ratio {f['ratio']:.3g})",
+            f"ratio {f['ratio']})",
             highlight=False,
         )
     console.print(f"written: {docs} and {out} in {results['seconds'] / 60:.1f} min")

@@ -82,8 +82,9 @@ def serve() -> None:
     if manifest is None:
         raise SystemExit(f"no deployment manifest in {settings.manifest_dir}")
     stop, mined = threading.Event(), threading.Event()
-    indexer = Indexer(engine, w3, manifest, confirmations=settings.confirmations)
-    threading.Thread(target=indexer.run, args=(stop,), kwargs={"wake": mined}, daemon=True).start()
+    if not os.environ.get("BENCH_SEPARATE_INDEXER"):  # else `rxledger indexer run` runs beside it
+        indexer = Indexer(engine, w3, manifest, confirmations=settings.confirmations)
+        threading.Thread(target=indexer.run, args=(stop,), kwargs={"wake": mined}, daemon=True).start()
     try:
         uvicorn.run(
             create_app(settings, mined=mined),

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     submitter_max_backoff: float = Field(default=30.0, gt=0)
     # Mark an operation succeeded only once the indexer has applied its last block (bounded wait).
     submitter_index_timeout: float = Field(default=30.0, ge=0)
+    # Pipelining: how many unfinished operations one step looks at, and how many transactions may be
+    # sent and unmined at once (across all keys).
+    submitter_window: int = Field(default=2000, gt=0)
+    submitter_max_in_flight: int = Field(default=1000, gt=0)
+    # Back-pressure: past this many queued or running operations, writes answer 503 with Retry-After.
+    outbox_max_depth: int = Field(default=20_000, gt=0)
     # Wei sent from the admin key to every new custodial key (the submitter offers a nominal fee).
     fund_new_keys_wei: int = Field(default=0, ge=0)
     # Production: the key that deploys the contracts and is their admin (hex private key). Unset on

@@ -13,6 +13,7 @@ replay (only JSON EPCIS captures keep the same fingerprint)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from api.edge.auth import Permit, Principal, PrincipalDep, get_runtime
@@ -86,7 +88,7 @@ async def answer(
     if wait and op.status not in (OperationStatus.AWAITING_SIGNATURES,):
         limit = min(timeout or runtime.settings.wait_max_seconds, runtime.settings.wait_max_seconds)
         op = await outbox.wait_for(runtime.engine, op.id, limit)
-    loaded = outbox.load(runtime.engine, op.id)
+    loaded = await run_in_threadpool(outbox.load, runtime.engine, op.id)
     assert loaded is not None
     op, txs = loaded
     view = outbox.view(runtime, op, txs)
@@ -122,16 +124,21 @@ async def submit(
     with the outcome when `wait` (the problem of a failure, with the operation id)."""
     payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
     try:
-        op, created = outbox.accept(
-            runtime,
-            principal,
-            plan,
-            method=request.method,
-            path=request.url.path,
-            body=payload,
-            idempotency_key=idempotency_key,
-            request_id=request_id(request),
-            request_print=request_print,
+        # in a worker thread: accepting reads and writes the database and may simulate on the node;
+        # on the event loop it held every other request up for that long
+        op, created = await run_in_threadpool(
+            functools.partial(
+                outbox.accept,
+                runtime,
+                principal,
+                plan,
+                method=request.method,
+                path=request.url.path,
+                body=payload,
+                idempotency_key=idempotency_key,
+                request_id=request_id(request),
+                request_print=request_print,
+            )
         )
     except ChainUnavailable as exc:
         raise chain_unavailable(exc) from None

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, Insert, insert, select
+from sqlalchemy import Engine, Insert, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -317,8 +317,9 @@ def _next_relay_nonce(session: Session, runtime: Runtime, contract: str, signer:
     return max([onchain, *(n + 1 for n in pending)])
 
 
-def remember_items(engine: Engine, plan: Plan) -> None:
-    """Record the identifiers behind the plan's keys (first sight wins; identical anyway)."""
+def remember_items(engine: Engine, plan: Plan, session: Session | None = None) -> None:
+    """Record the identifiers behind the plan's keys (first sight wins; identical anyway), in
+    `session`'s transaction when given (the caller commits)."""
     if not plan.refs:
         return
     rows = [
@@ -342,8 +343,50 @@ def remember_items(engine: Engine, plan: Plan) -> None:
         stmt = sqlite_insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         stmt = insert(table)
+    if session is not None:
+        session.execute(stmt, rows)
+        return
     with engine.begin() as conn:
         conn.execute(stmt, rows)
+
+
+# (engine id) -> (when counted, queued or running operations): counted at most every DEPTH_MAX_AGE
+# seconds, not once per request
+_depth: dict[int, tuple[float, int]] = {}
+DEPTH_MAX_AGE = 0.25
+
+
+def outbox_depth(engine: Engine, *, max_age: float = DEPTH_MAX_AGE) -> int:
+    """How many accepted operations wait for the submitter (queued or running)."""
+    at, depth = _depth.get(id(engine), (0.0, 0))
+    now = time.monotonic()
+    if now - at < max_age:
+        return depth
+    with Session(engine) as session:
+        depth = int(
+            session.execute(
+                select(func.count())
+                .select_from(Operation)
+                .where(col(Operation.status).in_((OperationStatus.QUEUED, OperationStatus.RUNNING)))
+            ).scalar_one()
+        )
+    _depth[id(engine)] = (now, depth)
+    return depth
+
+
+def check_back_pressure(runtime: Runtime) -> None:
+    """Refuse new work while the outbox is deeper than its bound: a client retries later rather than
+    the queue (and every operation's wait) growing without limit."""
+    depth = outbox_depth(runtime.engine)
+    if depth >= runtime.settings.outbox_max_depth:
+        raise Problem(
+            503,
+            "Outbox full",
+            type=PROBLEM_BASE + "outbox-full",
+            detail=f"{depth} accepted operations are waiting to be sent (the bound is "
+            f"{runtime.settings.outbox_max_depth}); nothing was accepted, retry later",
+            headers={"Retry-After": "2"},
+        )
 
 
 def accept(
@@ -372,6 +415,7 @@ def accept(
         return existing, False
     if not plan.steps:
         raise rule_problem(422, "empty-request", "the request names nothing to do")
+    check_back_pressure(runtime)
     scope = principal.org_id if principal.org_id is not None else -1
     with Session(runtime.engine) as session:
         signer = signer_for(session, principal.org_id)
@@ -449,9 +493,9 @@ def accept(
             persist_events(
                 session, plan.events, org_id=principal.org_id, operation_id=op.id, capture_id=plan.capture_id
             )
+        remember_items(runtime.engine, plan, session)  # one write transaction per request
         session.commit()
         session.refresh(op)
-    remember_items(runtime.engine, plan)
     runtime.wake.set()
     return op, True
 

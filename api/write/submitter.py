@@ -16,8 +16,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import requests
 from eth_account.signers.local import LocalAccount
@@ -32,7 +33,7 @@ from api.models import KnownItem, Operation, OperationStatus, OperationTx, Submi
 from api.runtime import Chain, ChainUnavailable, Runtime
 from api.write.plan import decode_args, encode_call, resolve_deferred
 from node.chain import DEFAULT_PRIORITY_FEE, MIN_MAX_FEE, revert_data_of_failed_tx
-from node.errors import ContractRevert, translate_reverts
+from node.errors import ContractRevert
 from node.indexer.schema import Checkpoint, table
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ LEASE_SECONDS = 15.0
 # How far back, in blocks, transactions seen mined are checked again after the node was away: a node
 # restarted from an older state (Anvil's --state dump after a SIGKILL) or a reorg can drop them.
 RECHECK_BLOCKS = 128
+# Receipts are read per block while the submitter keeps up; further behind (a start, a long outage)
+# by hash, once for every transaction in flight.
+RECEIPT_BLOCKS_PER_STEP = 256
+BUSY_STEP_INTERVAL = 0.02
 NODE_ERRORS = (requests.exceptions.RequestException, ConnectionError, OSError, ChainUnavailable, TimeoutError)
 
 
@@ -52,6 +57,21 @@ class NodeDown(Exception):
 class StepResult:
     busy: bool  # something happened: look again at once
     idle_wait: float = 0.05  # otherwise, how long to wait for new work before looking again
+
+
+@dataclass
+class Work:
+    """An unfinished operation and its transactions, as read at the start of a step."""
+
+    op: Operation
+    txs: list[OperationTx]
+
+
+@dataclass(frozen=True)
+class Head:
+    number: int
+    base_fee: int
+    gas_limit: int
 
 
 def _field_in_request(request: dict[str, Any], item: KnownItem) -> str | None:
@@ -103,12 +123,19 @@ class Submitter:
         self._recheck = True
         # test hook: raise after a transaction is recorded as signed, before broadcasting it
         self.crash_after_signing = False
+        self._http = requests.Session()
+        self._scanned: int | None = None  # the last block whose receipts were read
+        self._paused_until = 0.0  # the node failed while only receipts were awaited: back off
+        self._block_gas_limit = 0
+        self._busy_senders: set[str] = set()
+        self._outage = 0  # consecutive node failures while only receipts were awaited
 
     # ------------------------------------------------------------------ loop
 
     def run(self, stop: threading.Event) -> None:
         log.info("submitter %s started", self.owner)
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 result = self.step()
             except Exception:  # the database is down, or a bug: neither may kill the loop
@@ -118,6 +145,10 @@ class Submitter:
             if not result.busy:
                 self.runtime.wake.wait(result.idle_wait)
                 self.runtime.wake.clear()
+            else:
+                # Busy: each step costs a few calls and commits whatever it carries, so a short
+                # floor between steps lets one step carry what arrived meanwhile.
+                stop.wait(max(0.0, started + BUSY_STEP_INTERVAL - time.monotonic()))
         try:
             self.release_lease()
         except Exception:  # the lease expires by itself
@@ -184,43 +215,335 @@ class Submitter:
             )
             return session.execute(stmt).scalar()
 
+    def _load_work(self) -> list[Work]:
+        """The oldest `submitter_window` unfinished operations with their transactions, in
+        acceptance order: two queries, however many there are."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            ops = list(
+                session.execute(
+                    select(Operation)
+                    .where(col(Operation.status).in_((OperationStatus.QUEUED, OperationStatus.RUNNING)))
+                    .order_by(col(Operation.seq))
+                    .limit(self.settings.submitter_window)
+                ).scalars()
+            )
+            if not ops:
+                return []
+            by_seq: dict[int, Work] = {int(op.seq or 0): Work(op, []) for op in ops}
+            for tx in session.execute(
+                select(OperationTx)
+                .where(col(OperationTx.operation_seq).in_(list(by_seq)))
+                .order_by(col(OperationTx.operation_seq), col(OperationTx.position))
+            ).scalars():
+                by_seq[tx.operation_seq].txs.append(tx)
+            queued = [seq for seq, w in by_seq.items() if w.op.status == OperationStatus.QUEUED]
+            if queued:
+                session.execute(
+                    update(Operation)
+                    .where(col(Operation.seq).in_(queued))
+                    .values(status=OperationStatus.RUNNING, updated_at=time.time())
+                )
+                session.commit()
+                for seq in queued:
+                    by_seq[seq].op.status = OperationStatus.RUNNING
+        return list(by_seq.values())
+
+    def _streams(
+        self, work: list[Work], now: float
+    ) -> tuple[list[OperationTx], list[OperationTx], list[Work]]:
+        """(transactions to sign and send, signed ones to broadcast again, operations whose
+        transactions are all mined) for this step.
+
+        Each sender's operations form one stream in acceptance order; its transactions go out in
+        that order with consecutive nonces, so the chain executes them in it. Several operations are
+        in flight at once: a transaction may follow earlier ones of its sender before they are mined.
+        Within an operation a transaction waits for the one before it to be mined (a revert cancels
+        the rest), and so does everything after it in its stream: a later operation may depend on
+        the effects of this one's remaining transactions."""
+        to_sign: list[OperationTx] = []
+        to_broadcast: list[OperationTx] = []
+        done: list[Work] = []
+        blocked: set[str] = set()
+        budget = self.settings.submitter_max_in_flight - sum(
+            1 for w in work for t in w.txs if t.status == TxStatus.SENT
+        )
+        for w in work:
+            nxt = next((t for t in w.txs if t.status != TxStatus.MINED), None)
+            if nxt is None:
+                done.append(w)
+                continue
+            sender = nxt.sender
+            if sender in blocked:
+                continue
+            last = nxt.position == w.txs[-1].position
+            if nxt.status == TxStatus.PENDING:
+                if nxt.next_attempt_at > now or budget <= 0:
+                    blocked.add(sender)
+                    continue
+                to_sign.append(nxt)
+                budget -= 1
+            elif nxt.status == TxStatus.SIGNED:
+                to_broadcast.append(nxt)
+            elif nxt.status != TxStatus.SENT:
+                continue  # failed or cancelled: _fail finished the operation
+            if not last:
+                blocked.add(sender)
+        return to_sign, to_broadcast, done
+
     def step(self) -> StepResult:
         if not self.acquire_lease():  # held while idle too: /health tells a live submitter by it
             return StepResult(False, idle_wait=1.0)
-        op = self._next_operation()
-        if op is None:
+        work = self._load_work()
+        if not work:
             return StepResult(False)
-        assert op.seq is not None
-        with Session(self.engine) as session:
-            txs = list(
-                session.execute(
-                    select(OperationTx)
-                    .where(OperationTx.operation_seq == op.seq)  # type: ignore[arg-type]
-                    .order_by(OperationTx.position)  # type: ignore[arg-type]
-                ).scalars()
-            )
-        if op.status == OperationStatus.QUEUED:
-            self._set_op(op.seq, status=OperationStatus.RUNNING)
-        tx = next((t for t in txs if t.status != TxStatus.MINED), None)
-        if tx is None:
-            # waiting for the indexer is short (it is woken by `mined`): look again soon
-            return StepResult(self._finish(op), idle_wait=0.005)
-        if tx.next_attempt_at > time.time():
-            return StepResult(False)
+        now = time.time()
+        to_sign, to_broadcast, done = self._streams(work, now)
+        waiting = any(t.status == TxStatus.SENT for w in work for t in w.txs)
+        self._busy_senders = {
+            t.sender for w in work for t in w.txs if t.status in (TxStatus.SENT, TxStatus.SIGNED)
+        }
+        busy = self._finish_all(done)
+        if not (to_sign or to_broadcast or waiting) or now < self._paused_until:
+            # all mined, waiting for the indexer (woken by `mined`): look again soon
+            return StepResult(busy, idle_wait=0.005 if done else 0.05)
         try:
             chain = self.runtime.chain()
-            if self._recheck:
-                self._recover_lost(chain)  # reopened operations come first from the next step on
-            if tx.status == TxStatus.PENDING:
-                return StepResult(self._sign_and_send(chain, op, tx))
-            if tx.status == TxStatus.SIGNED:
-                return StepResult(self._broadcast(chain, tx))
-            if tx.status == TxStatus.SENT:
-                return StepResult(self._check(chain, op, tx))
-            return StepResult(False)
+            if self._recheck and self._recover_lost(chain):
+                return StepResult(True)  # operations reopened: read the outbox again
+            head = self._head(chain)
+            if waiting:
+                busy |= self._collect_receipts(chain, work, head)
+            if to_broadcast:
+                busy |= self._broadcast_all(chain, to_broadcast)
+            if to_sign:
+                by_seq = {int(w.op.seq or 0): w.op for w in work}
+                busy |= self._sign_and_send_all(chain, head, to_sign, by_seq)
         except NODE_ERRORS as exc:
-            self._back_off(tx, exc)
+            self._back_off([*to_sign, *to_broadcast], exc)
             return StepResult(False)
+        return StepResult(busy, idle_wait=0.005 if waiting or to_sign else 0.05)
+
+    # ------------------------------------------------------------------ the node, in batches
+
+    def _rpc_batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+        """One JSON-RPC batch request (web3.py refuses eth_sendRawTransaction in its batches):
+        each answer is {"result": ...} or {"error": {...}}, in the order of `calls`."""
+        if not calls:
+            return []
+        payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+        response = self._http.post(self.settings.rpc_url, json=cast(Any, payload), timeout=30)
+        response.raise_for_status()
+        answers = response.json()
+        if not isinstance(answers, list):  # a node that refuses batches answers with one error
+            raise ChainUnavailable(f"JSON-RPC batch refused: {answers}")
+        by_id = {a.get("id"): a for a in answers}
+        return [by_id.get(i) or {"error": {"message": "no answer"}} for i in range(len(calls))]
+
+    def _head(self, chain: Chain) -> Head:
+        """The latest block: its number (receipts), base fee (fees) and gas limit (gas caps); one
+        call per step (raw JSON-RPC: web3's formatters cost more than the call)."""
+        (answer,) = self._rpc_batch([("eth_getBlockByNumber", ["latest", False])])
+        block = answer.get("result")
+        if not block:
+            raise ChainUnavailable(f"eth_getBlockByNumber: {answer.get('error')}")
+        return Head(
+            int(block["number"], 16), int(block.get("baseFeePerGas") or "0x0", 16), int(block["gasLimit"], 16)
+        )
+
+    def _collect_receipts(self, chain: Chain, work: list[Work], head: Head) -> bool:
+        """Receipts of every transaction in flight: all receipts of each new block in one batch
+        (`eth_getBlockReceipts`), never a poll per hash; after a start or a recheck, once by hash."""
+        sent = [t for w in work for t in w.txs if t.status == TxStatus.SENT]
+        found: dict[str, dict[str, Any]] = {}
+        if self._scanned is None or head.number - self._scanned > RECEIPT_BLOCKS_PER_STEP:
+            hashes = [h for t in sent for h in json.loads(t.hashes)]
+            answers = self._rpc_batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+            for h, a in zip(hashes, answers, strict=True):
+                if a.get("result"):
+                    found[h] = a["result"]
+        elif head.number > self._scanned:
+            blocks = range(self._scanned + 1, head.number + 1)
+            for a in self._rpc_batch([("eth_getBlockReceipts", [hex(b)]) for b in blocks]):
+                if "error" in a:
+                    raise ChainUnavailable(f"eth_getBlockReceipts: {a['error']}")
+                for receipt in a.get("result") or []:
+                    found[str(receipt["transactionHash"]).lower()] = receipt
+        self._scanned = head.number
+        mined: list[tuple[OperationTx, dict[str, Any]]] = []
+        busy = False
+        now = time.time()
+        for tx in sent:
+            receipt = next((found[h] for h in reversed(json.loads(tx.hashes)) if h in found), None)
+            if receipt is None:
+                assert tx.sent_at is not None
+                if now - tx.sent_at > self.settings.submitter_stuck_after:
+                    self._replace(chain, tx)
+                    busy = True
+                continue
+            mined.append((tx, receipt))
+        if mined:
+            self._record_receipts(chain, work, mined)
+            busy = True
+        return busy
+
+    def _record_receipts(
+        self, chain: Chain, work: list[Work], mined: list[tuple[OperationTx, dict[str, Any]]]
+    ) -> None:
+        ops = {int(w.op.seq or 0): w.op for w in work}
+        ok: list[tuple[OperationTx, str, int, int]] = []
+        for tx, receipt in mined:
+            tx_hash = str(receipt["transactionHash"]).lower()
+            block, gas_used = int(receipt["blockNumber"], 16), int(receipt["gasUsed"], 16)
+            if int(receipt["status"], 16) == 1:
+                ok.append((tx, tx_hash, block, gas_used))
+                continue
+            op = ops[tx.operation_seq]
+            if tx.gas and gas_used >= tx.gas * 63 // 64 and tx.gas < self._gas_cap(chain):
+                # out of gas (a limit guessed while earlier transactions of its sender were unmined):
+                # nothing happened but the nonce; sign again with room, at the sender's next nonce
+                log.warning("transaction %s ran out of gas (%d): signing again", tx_hash, tx.gas)
+                self._set_tx(
+                    tx.id, status=TxStatus.PENDING, nonce=None, gas=min(tx.gas * 2, self._gas_cap(chain))
+                )
+                continue
+            data, reason = revert_data_of_failed_tx(chain.w3, HexBytes(tx_hash))
+            revert = ContractRevert.from_data(data, self.runtime.registry, tx_hash=tx_hash, reason=reason)  # type: ignore[arg-type]
+            self._set_tx(tx.id, tx_hash=tx_hash, block_number=block, gas_used=gas_used)
+            self._fail(op, tx, revert)
+        if not ok:
+            return
+        now = time.time()
+        # Each transaction's MINED and its operation's counters in one database transaction: the
+        # database going down between two commits left a mined transaction whose operation never
+        # counted it (txs_done short, no last_block, so `_finish` did not wait for the indexer).
+        with Session(self.engine) as session:
+            for tx, tx_hash, block, gas_used in ok:
+                session.execute(
+                    update(OperationTx)
+                    .where(col(OperationTx.id) == tx.id)
+                    .values(status=TxStatus.MINED, tx_hash=tx_hash, block_number=block, gas_used=gas_used)
+                )
+                session.execute(
+                    update(Operation)
+                    .where(col(Operation.seq) == tx.operation_seq)
+                    .values(
+                        txs_done=Operation.txs_done + 1,
+                        items_done=Operation.items_done + tx.items,
+                        last_block=block,
+                        updated_at=now,
+                    )
+                )
+            session.commit()
+        self.runtime.mined.set()
+
+    def _gas_cap(self, chain: Chain) -> int:
+        return self._block_gas_limit or int(chain.w3.eth.get_block("latest")["gasLimit"])
+
+    def _sign_and_send_all(
+        self, chain: Chain, head: Head, txs: list[OperationTx], ops: dict[int, Operation]
+    ) -> bool:
+        """Sign every transaction of this step, record them all (one commit) and broadcast them
+        all (one batch). Gas comes from one batch of estimates; a transaction whose sender has
+        earlier ones in flight is estimated on a state without them, so a refusal there is left to
+        the chain (with a limit of room) and only a sender's first may fail without being sent."""
+        self._block_gas_limit = head.gas_limit
+        senders = sorted({t.sender for t in txs})
+        counts = self._rpc_batch([("eth_getTransactionCount", [s, "pending"]) for s in senders])
+        for sender, answer in zip(senders, counts, strict=True):
+            if "error" in answer:
+                raise ChainUnavailable(f"eth_getTransactionCount: {answer['error']}")
+            onchain = int(answer["result"], 16)
+            if onchain < self.nonces.get(sender, 0):
+                # The node forgot transactions we sent (restarted from an older state, or its pool
+                # was emptied): signing above its count would leave a gap that is never mined.
+                self._recheck = True
+                return True
+            self.nonces[sender] = max(onchain, self.nonces.get(sender, 0))
+        calls = [self._call_data(chain, tx) for tx in txs]
+        estimates = self._rpc_batch(
+            [
+                ("eth_estimateGas", [{"from": tx.sender, "to": c["to"], "data": c["data"]}])
+                for tx, c in zip(txs, calls, strict=True)
+            ]
+        )
+        in_flight = set(self._busy_senders)
+        priority = DEFAULT_PRIORITY_FEE
+        max_fee = max(2 * head.base_fee + priority, MIN_MAX_FEE)
+        signed: list[tuple[OperationTx, dict[str, Any]]] = []
+        for tx, call, estimate in zip(txs, calls, estimates, strict=True):
+            if "error" in estimate:
+                revert = self._estimate_revert(estimate["error"])
+                if revert is None:
+                    raise ChainUnavailable(f"eth_estimateGas: {estimate['error']}")
+                if tx.sender not in in_flight:
+                    self._fail(ops[tx.operation_seq], tx, revert)
+                    continue
+                gas = head.gas_limit // 4  # the chain judges; unused gas is not paid for
+            else:
+                gas = min(int(int(estimate["result"], 16) * 1.3) + 20_000, head.gas_limit)
+            if tx.gas:  # signed again after running out of gas: at least the room it was given
+                gas = max(gas, tx.gas)
+            nonce = self.nonces[tx.sender]
+            self.nonces[tx.sender] = nonce + 1
+            in_flight.add(tx.sender)
+            signed.append(
+                (tx, self._sign(chain, tx, call, nonce=nonce, gas=gas, max_fee=max_fee, priority=priority))
+            )
+        if not signed:
+            return True
+        with Session(self.engine) as session:  # recorded before broadcast: a crash resends the bytes
+            for tx, values in signed:
+                session.execute(update(OperationTx).where(col(OperationTx.id) == tx.id).values(**values))
+                for name, value in values.items():
+                    setattr(tx, name, value)
+            session.commit()
+        if self.crash_after_signing:
+            raise SystemExit("crash injected after signing")
+        return self._broadcast_all(chain, [tx for tx, _ in signed])
+
+    def _estimate_revert(self, error: dict[str, Any]) -> ContractRevert | None:
+        """The custom error of a refused estimate, or None when the error is not a revert."""
+        message = str(error.get("message", ""))
+        if error.get("code") != 3 and "revert" not in message.lower():
+            return None  # the node's trouble (funds, limits), not the contract's verdict
+        data = error.get("data")
+        if isinstance(data, dict):
+            data = data.get("data")
+        raw = bytes.fromhex(data[2:]) if isinstance(data, str) and data.startswith("0x") else b""
+        return ContractRevert.from_data(raw, self.runtime.registry)
+
+    def _broadcast_all(self, chain: Chain, txs: list[OperationTx]) -> bool:
+        """Broadcast recorded bytes in one batch; each answer is judged as `_broadcast` judges one."""
+        answers = self._rpc_batch([("eth_sendRawTransaction", [tx.raw_tx]) for tx in txs])
+        sent: list[OperationTx] = []
+        for tx, answer in zip(txs, answers, strict=True):
+            if "error" not in answer:
+                sent.append(tx)
+                continue
+            text = str(answer["error"].get("message", "")).lower()
+            if "already known" in text or "already imported" in text:
+                sent.append(tx)  # sent before a crash: fine
+            elif "nonce too low" in text:
+                # The nonce is used: by one of our own hashes (then its receipt will show) or by
+                # something else (then none of ours can ever be mined and signing again is safe).
+                if self._receipt(chain, tx) is None:
+                    self._set_tx(tx.id, status=TxStatus.PENDING, nonce=None)
+                    self.nonces.pop(tx.sender, None)
+                else:
+                    sent.append(tx)
+            else:
+                raise ChainUnavailable(f"eth_sendRawTransaction: {answer['error']}")
+        if sent:
+            now = time.time()
+            with Session(self.engine) as session:
+                for tx in sent:
+                    session.execute(
+                        update(OperationTx)
+                        .where(col(OperationTx.id) == tx.id)
+                        .values(status=TxStatus.SENT, sent_at=tx.sent_at or now, next_attempt_at=0.0)
+                    )
+                session.commit()
+        return True
 
     # ------------------------------------------------------------------ transitions
 
@@ -235,11 +558,25 @@ class Submitter:
             session.execute(update(OperationTx).where(OperationTx.id == tx_id).values(**values))  # type: ignore[arg-type]
             session.commit()
 
-    def _back_off(self, tx: OperationTx, exc: BaseException) -> None:
-        attempts = tx.attempts + 1
+    def _back_off(self, txs: Sequence[OperationTx], exc: BaseException) -> None:
+        """The node failed: the transactions this step was to send wait, longer each attempt (the
+        first one's count sets the delay); with none to send, the whole loop waits."""
+        attempts = (txs[0].attempts if txs else self._outage) + 1
         delay = min(self.settings.submitter_max_backoff, 0.25 * 2 ** min(attempts, 10))
         log.warning("node unavailable (%s); retrying in %.1fs", exc.__class__.__name__, delay)
-        self._set_tx(tx.id, attempts=attempts, next_attempt_at=time.time() + delay)
+        retry_at = time.time() + delay
+        if txs:
+            with Session(self.engine) as session:
+                for tx in txs:
+                    session.execute(
+                        update(OperationTx)
+                        .where(col(OperationTx.id) == tx.id)
+                        .values(attempts=tx.attempts + 1, next_attempt_at=retry_at)
+                    )
+                session.commit()
+        else:
+            self._outage = attempts
+            self._paused_until = retry_at
         self.runtime.reset_chain()
         self._recheck = True
 
@@ -256,34 +593,7 @@ class Submitter:
             data = encode_call(contract, "relay", [data, tx.signer, tx.relay_deadline, signature])
         return {"to": contract.address, "data": "0x" + data.hex(), "value": 0}
 
-    def _sign_and_send(self, chain: Chain, op: Operation, tx: OperationTx) -> bool:
-        call = self._call_data(chain, tx)
-        w3 = chain.w3
-        try:
-            with translate_reverts(self.runtime.registry):
-                estimate = w3.eth.estimate_gas({"from": tx.sender, **call})  # type: ignore[typeddict-item]
-        except ContractRevert as revert:
-            self._fail(op, tx, revert)
-            return True
-        block = w3.eth.get_block("latest")
-        gas = min(int(estimate * 1.2), int(block["gasLimit"]))
-        base_fee = int(block.get("baseFeePerGas", 0))
-        priority = DEFAULT_PRIORITY_FEE
-        max_fee = max(2 * base_fee + priority, MIN_MAX_FEE)
-        onchain = w3.eth.get_transaction_count(tx.sender, "pending")  # type: ignore[arg-type]
-        if onchain < self.nonces.get(tx.sender, 0):
-            # The node forgot transactions we sent (restarted from an older state, or its pool was
-            # emptied): signing above its count would leave a gap that is never mined.
-            self._recheck = True
-            return True
-        nonce = max(onchain, self.nonces.get(tx.sender, 0))
-        self._record_signed(chain, tx, call, nonce=nonce, gas=gas, max_fee=max_fee, priority=priority)
-        self.nonces[tx.sender] = nonce + 1
-        if self.crash_after_signing:
-            raise SystemExit("crash injected after signing")
-        return self._broadcast(chain, self._reload(tx))
-
-    def _record_signed(
+    def _sign(
         self,
         chain: Chain,
         tx: OperationTx,
@@ -293,7 +603,8 @@ class Submitter:
         gas: int,
         max_fee: int,
         priority: int,
-    ) -> None:
+    ) -> dict[str, Any]:
+        """The signed transaction as the row values that record it (not yet written)."""
         account = self._account(tx.sender)
         signed = account.sign_transaction(
             {
@@ -306,20 +617,18 @@ class Submitter:
             }
         )
         tx_hash = "0x" + bytes(signed.hash).hex()
-        hashes = [*json.loads(tx.hashes), tx_hash]
-        self._set_tx(
-            tx.id,
-            status=TxStatus.SIGNED,
-            nonce=nonce,
-            gas=gas,
-            max_fee=max_fee,
-            priority_fee=priority,
-            tx_hash=tx_hash,
-            raw_tx="0x" + bytes(signed.raw_transaction).hex(),
-            hashes=json.dumps(hashes),
-        )
+        return {
+            "status": TxStatus.SIGNED,
+            "nonce": nonce,
+            "gas": gas,
+            "max_fee": max_fee,
+            "priority_fee": priority,
+            "tx_hash": tx_hash,
+            "raw_tx": "0x" + bytes(signed.raw_transaction).hex(),
+            "hashes": json.dumps([*json.loads(tx.hashes), tx_hash]),
+        }
 
-    def _recover_lost(self, chain: Chain) -> None:
+    def _recover_lost(self, chain: Chain) -> int:
         """Make the chain hold again what we recorded as sent or mined. The node may have come back
         from an older state: blocks we saw are gone with their transactions, and its pool is empty.
         Every recent transaction whose receipt the node no longer has is broadcast again from its
@@ -327,6 +636,7 @@ class Submitter:
         the operations of lost mined ones run again until their receipt shows. Cached nonces are
         dropped, so that the next nonce is the node's own count again."""
         self.nonces.clear()
+        self._scanned = None  # read receipts by hash once: blocks may be gone or new
         head = chain.w3.eth.block_number
         with Session(self.engine) as session:
             txs = list(
@@ -357,6 +667,7 @@ class Submitter:
         if lost:
             log.warning("%d mined transactions are no longer on chain: sent again", lost)
         self._recheck = False
+        return lost
 
     def _reopen(self, tx: OperationTx) -> None:
         """A transaction seen mined is gone from the chain: its operation runs again (its status goes
@@ -415,56 +726,6 @@ class Submitter:
                 continue
         return None
 
-    def _check(self, chain: Chain, op: Operation, tx: OperationTx) -> bool:
-        receipt = self._receipt(chain, tx)
-        if receipt is None:
-            assert tx.sent_at is not None
-            if time.time() - tx.sent_at > self.settings.submitter_stuck_after:
-                self._replace(chain, tx)
-                return True
-            return False
-        tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
-        if receipt["status"] != 1:
-            data, reason = revert_data_of_failed_tx(chain.w3, HexBytes(tx_hash))
-            revert = ContractRevert.from_data(data, self.runtime.registry, tx_hash=tx_hash, reason=reason)  # type: ignore[arg-type]
-            self._set_tx(
-                tx.id,
-                tx_hash=tx_hash,
-                block_number=int(receipt["blockNumber"]),
-                gas_used=int(receipt["gasUsed"]),
-            )
-            self._fail(op, tx, revert)
-            return True
-        block = int(receipt["blockNumber"])
-        self.runtime.mined.set()
-        assert op.seq is not None
-        # The transaction's MINED and its operation's counters in one database transaction: the
-        # database going down between two commits left a mined transaction whose operation never
-        # counted it (txs_done short, no last_block, so `_finish` did not wait for the indexer).
-        with Session(self.engine) as session:
-            session.execute(
-                update(OperationTx)
-                .where(col(OperationTx.id) == tx.id)
-                .values(
-                    status=TxStatus.MINED,
-                    tx_hash=tx_hash,
-                    block_number=block,
-                    gas_used=int(receipt["gasUsed"]),
-                )
-            )
-            session.execute(
-                update(Operation)
-                .where(Operation.seq == op.seq)  # type: ignore[arg-type]
-                .values(
-                    txs_done=Operation.txs_done + 1,
-                    items_done=Operation.items_done + tx.items,
-                    last_block=block,
-                    updated_at=time.time(),
-                )
-            )
-            session.commit()
-        return True
-
     def _replace(self, chain: Chain, tx: OperationTx) -> None:
         """Same nonce, fees up 25% (nodes want at least +10%): whichever hash is mined counts."""
         assert tx.nonce is not None and tx.max_fee is not None and tx.priority_fee is not None and tx.gas
@@ -478,7 +739,7 @@ class Submitter:
             time.time() - (tx.sent_at or 0),
             tx.nonce,
         )
-        self._record_signed(
+        values = self._sign(
             chain,
             tx,
             self._call_data(chain, tx),
@@ -487,6 +748,7 @@ class Submitter:
             max_fee=max_fee,
             priority=priority,
         )
+        self._set_tx(tx.id, **values)
         fresh = self._reload(tx)
         self._broadcast(chain, fresh)
         self._set_tx(tx.id, sent_at=time.time())
@@ -529,21 +791,64 @@ class Submitter:
             ).first()
         return (int(row[0]), float(row[1])) if row else None
 
-    def _finish(self, op: Operation) -> bool:
-        """All transactions mined: succeed once the indexer has applied the last block (so reads
-        right after show the change), or after `submitter_index_timeout` without it."""
-        assert op.seq is not None
-        indexed = self._indexed_block()
-        caught_up = op.last_block is None or (indexed is not None and indexed[0] >= op.last_block)
-        waited = time.time() - op.updated_at
-        if not caught_up and waited < self.settings.submitter_index_timeout:
+    def _finish_all(self, done: list[Work]) -> bool:
+        """Operations whose transactions are all mined succeed once the indexer has applied their
+        last block (so reads right after show the change), or after `submitter_index_timeout`
+        without it: one look at the checkpoint, and one database transaction for all of them with
+        their audit entries."""
+        if not done:
             return False
-        result = json.loads(op.result) if op.result else {}
-        result["indexed"] = caught_up
+        indexed = self._indexed_block()
         now = time.time()
-        self._set_op(op.seq, status=OperationStatus.SUCCEEDED, result=json.dumps(result), finished_at=now)
-        self._audit(op, "succeeded")
+        ready: list[tuple[Work, bool]] = []
+        for w in done:
+            caught_up = w.op.last_block is None or (indexed is not None and indexed[0] >= w.op.last_block)
+            if caught_up or now - w.op.updated_at >= self.settings.submitter_index_timeout:
+                ready.append((w, caught_up))
+        if not ready:
+            return False
+
+        def succeed(session: Session) -> None:
+            for w, caught_up in ready:
+                result = json.loads(w.op.result) if w.op.result else {}
+                result["indexed"] = caught_up
+                session.execute(
+                    update(Operation)
+                    .where(col(Operation.seq) == w.op.seq)
+                    .values(
+                        status=OperationStatus.SUCCEEDED,
+                        result=json.dumps(result),
+                        finished_at=now,
+                        updated_at=now,
+                    )
+                )
+
+        audit.append_many(
+            self.engine,
+            [
+                self._audit_fields(w.op, "succeeded", [t.tx_hash for t in w.txs if t.tx_hash])
+                for w, _ in ready
+            ],
+            also=succeed,
+        )
         return True
+
+    def _audit_fields(
+        self, op: Operation, outcome: str, hashes: Sequence[str], detail: str | None = None
+    ) -> dict[str, Any]:
+        return {
+            "request_id": op.request_id,
+            "user_id": op.user_id,
+            "org_id": op.org_id,
+            "method": "SUBMIT",
+            "path": f"/v1/operations/{op.id}",
+            "action": op.kind,
+            "status": 200 if outcome == "succeeded" else 409,
+            "outcome": outcome,
+            "operation_id": op.id,
+            "tx_hashes": ",".join(hashes),
+            "detail": detail,
+        }
 
     def _audit(self, op: Operation, outcome: str, detail: str | None = None) -> None:
         with Session(self.engine) as session:
@@ -552,24 +857,11 @@ class Submitter:
                 for h in session.execute(
                     select(col(OperationTx.tx_hash))
                     .where(col(OperationTx.operation_seq) == op.seq, col(OperationTx.tx_hash).is_not(None))
-                    .order_by(OperationTx.position)  # type: ignore[arg-type]
+                    .order_by(col(OperationTx.position))
                 ).scalars()
                 if h
             ]
-        audit.append(
-            self.engine,
-            request_id=op.request_id,
-            user_id=op.user_id,
-            org_id=op.org_id,
-            method="SUBMIT",
-            path=f"/v1/operations/{op.id}",
-            action=op.kind,
-            status=200 if outcome == "succeeded" else 409,
-            outcome=outcome,
-            operation_id=op.id,
-            tx_hashes=",".join(hashes),
-            detail=detail,
-        )
+        audit.append(self.engine, **self._audit_fields(op, outcome, hashes, detail))
 
 
 def start_submitter(runtime: Runtime) -> tuple[Submitter, threading.Thread, threading.Event]:

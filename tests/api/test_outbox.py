@@ -30,6 +30,7 @@ from api.client import ApiProblem, RxClient
 from api.database import api_engine
 from api.models import Operation, OperationTx, SubmitterLease
 from api.runtime import Runtime
+from api.write.outbox import DEPTH_MAX_AGE
 from api.write.submitter import Submitter
 from node.accounts import dev_accounts
 from node.chain import make_web3
@@ -637,3 +638,30 @@ def test_a_waiting_client_gets_the_send_time_problem_with_its_operation(iso: Iso
     assert problem.body["item"]["sscc"] == case and problem.body["field"] == "containers[0]"
     operation = problem.body["operation"]
     assert operation["status"] == "failed" and operation["error"]["type"] == problem.type
+
+
+def test_a_full_outbox_refuses_writes_with_503_and_accepts_nothing(iso: Iso, stock: Stock) -> None:
+    """Back-pressure: at `outbox_max_depth` queued or running operations a write answers 503
+    outbox-full with Retry-After and creates nothing; /health shows the depth and the bound."""
+    assert not iso.queued()
+    bounded = iso.settings.model_copy(update={"outbox_max_depth": 2})
+    server, thread, base = serve(bounded, run_submitter=False)
+    try:
+        headers = bearer(stock.cmo.token)
+        for _ in range(2):
+            accepted = httpx.post(f"{base}/v1/batches", json=new_batch_body(), headers=headers)
+            assert accepted.status_code == 202, accepted.text
+        time.sleep(DEPTH_MAX_AGE + 0.05)  # the depth is counted at most this often
+        before = op_count(iso.engine)
+        refused = httpx.post(f"{base}/v1/batches", json=new_batch_body(), headers=headers)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["type"] == P + "outbox-full"
+        assert int(refused.headers["Retry-After"]) > 0
+        assert op_count(iso.engine) == before
+        outbox = httpx.get(f"{base}/health").json()["outbox"]
+        assert outbox["depth"] == 2 and outbox["max_depth"] == 2, outbox
+    finally:
+        stop_server(server, thread)
+    drain(iso)
+    assert not iso.queued()

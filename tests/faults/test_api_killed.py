@@ -4,10 +4,11 @@ operations in flight, and started again on the same database and port.
 The API runs as its own OS process, the way docker-compose.yml runs it (`uvicorn --factory
 api.app:create_app`, configured by RXLEDGER_* variables). It reaches the node through a JSON-RPC
 pass-through that can hold one `eth_sendRawTransaction`: the kill lands at the worst moment the
-outbox has, a transaction signed and recorded but its broadcast still on the wire. The held broadcast
-is then delivered to the node after its sender died (the node mines it), so the restarted process
-finds a transaction its database calls `signed` that the chain already has: sending it again must
-not sign a second one. The restarted process (same database, same port; it talks to the node
+outbox has, transactions signed and recorded but their broadcast still on the wire (the submitter
+sends a step's transactions in one JSON-RPC batch, so a batch is held). The held broadcast is then
+delivered to the node after its sender died (the node mines it), so the restarted process finds
+transactions its database calls `signed` that the chain already has: sending them again must not
+sign second ones. The restarted process (same database, same port; it talks to the node
 directly, the proxy was only there to time the kill) also has to wait out the dead one's lease.
 
 Clients send every request with an Idempotency-Key; a few retry after the restart, as a client whose
@@ -61,11 +62,12 @@ from tests.api.conftest import ApiNet, Consortium, api_settings, onboard_consort
 from tests.api.test_custody import released_batch
 from tests.faults.test_chain_node_killed import (
     IN_FLIGHT,
+    TEST_MAX_IN_FLIGHT,
+    SlowMining,
     accept_all,
     decommissioned_on_chain,
     in_flight,
     indexer_at_head,
-    mining_paused,
     wait_for_in_flight,
     wait_until_settled,
 )
@@ -110,15 +112,16 @@ def idempotency_key(serial: str) -> str:
 
 
 class SendHoldingProxy:
-    """A JSON-RPC pass-through to the node. Once armed, it holds the next eth_sendRawTransaction
-    (and says so) until released; released, it delivers it after all, or drops it."""
+    """A JSON-RPC pass-through to the node. Once armed, it holds the next request that sends
+    transactions (one eth_sendRawTransaction or a batch of them) and says so until released;
+    released, it delivers it after all, or drops it."""
 
     def __init__(self, upstream: str) -> None:
         self.armed = threading.Event()
         self.holding = threading.Event()
         self.released = threading.Event()
         self.deliver_held = True
-        self.held_raw: str | None = None
+        self.held_raws: list[str] = []
         self._claim = threading.Lock()
         proxy = self
 
@@ -170,14 +173,14 @@ class SendHoldingProxy:
         with self._claim:
             if self.holding.is_set():
                 return False
-            self.held_raw = str(sends[0]["params"][0])
+            self.held_raws = [str(c["params"][0]) for c in sends]
             self.holding.set()
             return True
 
     @property
-    def held_hash(self) -> str:
-        assert self.held_raw is not None, "nothing held"
-        return Web3.keccak(hexstr=HexStr(self.held_raw)).to_0x_hex()
+    def held_hashes(self) -> list[str]:
+        assert self.held_raws, "nothing held"
+        return [Web3.keccak(hexstr=HexStr(raw)).to_0x_hex() for raw in self.held_raws]
 
     def release(self, *, deliver: bool) -> None:
         self.deliver_held = deliver
@@ -309,7 +312,9 @@ def api_process_network(tmp: Path) -> Iterator[ApiKillNet]:
     with Devnet(port=0) as devnet:
         proxy = SendHoldingProxy(devnet.rpc_url)
         try:
-            settings = api_settings(tmp, proxy.url)
+            settings = api_settings(tmp, proxy.url).model_copy(
+                update={"submitter_max_in_flight": TEST_MAX_IN_FLIGHT}
+            )
             engine = api_engine(settings.database_url)  # migrated here, before the process starts
             process = ApiProcess(process_env(settings), tmp, free_port())
             stop = threading.Event()
@@ -435,8 +440,9 @@ def test_sigkilled_api_loses_and_duplicates_no_accepted_operation(apikill: ApiKi
     seq_before = last_seq(net.engine)
 
     # ---- accept them all (mining paused, so that all are still in flight when the submitter starts)
-    with mining_paused(net.api.devnet):
-        ids = accept_all(net.api.base_url, token, serials, KEY_PREFIX)
+    net.api.devnet.rpc("evm_setAutomine", [False])  # all accepted before any is mined
+    ids = accept_all(net.api.base_url, token, serials, KEY_PREFIX)
+    mining = SlowMining(net.api.devnet).start()  # a block every SLOW_BLOCK_SECONDS until the kill
     phases.mark("accepting")
     assert len(set(ids)) == OPERATIONS
     serial_of = dict(zip(ids, serials, strict=True))
@@ -446,6 +452,7 @@ def test_sigkilled_api_loses_and_duplicates_no_accepted_operation(apikill: ApiKi
     net.proxy.armed.set()
     assert net.proxy.holding.wait(HOLD_TIMEOUT), "the submitter broadcast nothing more"
     returncode = net.process.kill()
+    mining.stop()
     phases.mark("until the kill")
     assert returncode == -signal.SIGKILL
     at_kill = outbox_state(net.engine, seq_before)  # nobody writes the outbox now: exactly as it died
@@ -455,16 +462,18 @@ def test_sigkilled_api_loses_and_duplicates_no_accepted_operation(apikill: ApiKi
     assert at_kill.operations == OPERATIONS, story
     assert flying >= MIN_IN_FLIGHT, f"only {flying} operations in flight at the kill: the test proves less"
     assert at_kill.op_status["succeeded"] >= DONE_BEFORE_KILL, story
-    # the held broadcast is the outbox's one signed-not-sent transaction: recorded before broadcast
-    assert [h for _, h in at_kill.signed] == [net.proxy.held_hash], f"{story}; signed: {at_kill.signed}"
-    held_op = at_kill.signed[0][0]
+    # the held broadcast carries exactly the outbox's signed-not-sent transactions: recorded before
+    # broadcast
+    held = net.proxy.held_hashes
+    assert sorted(h for _, h in at_kill.signed) == sorted(held), f"{story}; signed: {at_kill.signed}"
+    held_ops = {h: op for op, h in at_kill.signed}
+    held_op = held_ops[held[0]]
 
     # ---- the broadcast reaches the node after its sender died, and is mined
     net.proxy.release(deliver=True)
-    receipt = net.w3.eth.wait_for_transaction_receipt(
-        HexStr(net.proxy.held_hash), timeout=30, poll_latency=0.05
-    )
-    assert receipt["status"] == 1
+    for held_hash in held:
+        receipt = net.w3.eth.wait_for_transaction_receipt(HexStr(held_hash), timeout=30, poll_latency=0.05)
+        assert receipt["status"] == 1
 
     # ---- the same process again, same database and port: it waits out the dead one's lease. (It
     # talks to the node directly now: the proxy was there to time the kill, nothing more.)
@@ -530,7 +539,8 @@ def test_sigkilled_api_loses_and_duplicates_no_accepted_operation(apikill: ApiKi
     # (a fee-bumped replacement of an unmined transaction keeps its nonce: that is not a second one)
     resigned = {serial_of[i]: txs for i, txs in recorded.items() if len(txs) != 1}
     assert not resigned, f"operations with more than one transaction: {resigned}"
-    assert recorded[held_op][0][2] == [net.proxy.held_hash], "the transaction signed at the kill was replaced"
+    replaced = [h for h, op in held_ops.items() if recorded[op][0][2] != [h]]
+    assert not replaced, f"transactions signed at the kill were replaced: {replaced}"
 
     # ---- every accepted operation says so, pointing at the transaction that did it
     wrong: list[str] = []

@@ -111,7 +111,9 @@ def killable_network(tmp: Path) -> Iterator[KillableNet]:
         w3 = make_web3(devnet.rpc_url)
         admin_key = dev_accounts()[0]
         manifest = deploy_suite(w3, admin_key, manifest_dir=tmp / "deployments")
-        settings = api_settings(tmp, devnet.rpc_url)
+        settings = api_settings(tmp, devnet.rpc_url).model_copy(
+            update={"submitter_max_in_flight": TEST_MAX_IN_FLIGHT}
+        )
         engine = api_engine(settings.database_url)
         token = ensure_admin(Runtime.create(settings, engine), admin_key)
         assert token is not None and token.token is not None
@@ -187,6 +189,40 @@ def mining_paused(devnet: Devnet) -> Iterator[None]:
     finally:
         devnet.rpc("evm_setAutomine", [True])
         devnet.rpc("evm_mine")
+
+
+# The submitter pipelines: with automine it clears hundreds of queued operations within a second, so
+# the kill would find none in flight. These tests bound it instead: at most this many transactions
+# unmined at once (still sent in batches), and blocks mined every SLOW_BLOCK_SECONDS until the kill.
+TEST_MAX_IN_FLIGHT = 16
+SLOW_BLOCK_SECONDS = 0.5
+
+
+class SlowMining:
+    """Automine off and one block every `every` seconds from a thread, until stopped: the submitter
+    has transactions in the pool, mined and rewound, at the moment a test kills something."""
+
+    def __init__(self, devnet: Devnet, every: float = SLOW_BLOCK_SECONDS) -> None:
+        self.devnet, self.every = devnet, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._mine, name="slow-mining", daemon=True)
+
+    def _mine(self) -> None:
+        while not self._stop.wait(self.every):
+            with contextlib.suppress(Exception):  # the node is being killed
+                self.devnet.rpc("evm_mine")
+
+    def start(self) -> SlowMining:
+        self.devnet.rpc("evm_setAutomine", [False])
+        self._thread.start()
+        return self
+
+    def stop(self, *, automine: bool = True) -> None:
+        """Stop mining blocks; automine again unless the node is about to die anyway."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if automine:
+            self.devnet.rpc("evm_setAutomine", [True])
 
 
 def wait_for_in_flight(engine: Engine, at_most: int, timeout: float) -> int:
@@ -276,12 +312,14 @@ def test_sigkilled_node_loses_and_duplicates_no_accepted_operation(killable: Kil
     head_before = net.w3.eth.block_number
     net.wait_for_dump()  # the set-up is in the state file: only the operations under test can be rewound
 
-    with mining_paused(net.devnet):
-        ids = accept_all(net.api.base_url, consortium.tokens[("cmo", "operator")], serials)
+    net.devnet.rpc("evm_setAutomine", [False])  # all accepted before any is mined
+    ids = accept_all(net.api.base_url, consortium.tokens[("cmo", "operator")], serials)
     assert len(set(ids)) == OPERATIONS
+    mining = SlowMining(net.devnet).start()
     wait_for_in_flight(net.api.engine, OPERATIONS - MINED_BEFORE_KILL, timeout=60.0)
     net.wait_for_dump(dumps=1)
     time.sleep(KILL_AFTER_DUMP)  # mid-way between two dumps: the kill rewinds what was mined since
+    mining.stop(automine=False)
     flying = in_flight(net.api.engine)
     head_at_kill = net.w3.eth.block_number
     net.kill_node()
