@@ -465,7 +465,7 @@ def test_sigkilled_api_loses_and_duplicates_no_accepted_operation(apikill: ApiKi
     # the held broadcast carries exactly the outbox's signed-not-sent transactions: recorded before
     # broadcast
     held = net.proxy.held_hashes
-    assert sorted(h for _, h in at_kill.signed) == sorted(held), f"{story}; signed: {at_kill.signed}"
+    assert sorted(str(h) for _, h in at_kill.signed) == sorted(held), f"{story}; signed: {at_kill.signed}"
     held_ops = {h: op for op, h in at_kill.signed}
     held_op = held_ops[held[0]]
 
