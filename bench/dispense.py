@@ -33,7 +33,6 @@ from typing import Any, cast
 
 import httpx
 import requests
-from pydantic import SecretStr
 from rich.table import Table
 from sqlalchemy import select
 from sqlmodel import Session, col
@@ -43,7 +42,17 @@ from api.client import RxClient
 from api.database import api_engine
 from api.models import Operation
 from api.runtime import Runtime
-from bench.writes import CODE_ROOT, CREDENTIAL, ApiProcess, _env, _pct, _released, _users, console
+from bench.writes import (
+    CODE_ROOT,
+    CREDENTIAL,
+    ApiProcess,
+    _env,
+    _pct,
+    _released,
+    _users,
+    bench_settings,
+    console,
+)
 from node.accounts import dev_accounts
 from node.chain import make_web3
 from node.deploy import deploy_suite, load_contracts
@@ -53,7 +62,6 @@ from node.ledger.constants import UnitState
 from node.ledger.identifiers import unit_key, with_check_digit
 from node.ledger.journey import JOURNEY_GTIN
 from node.procmem import peak_rss_mib, rss_mib
-from node.settings import Settings
 
 CHUNK = 1000  # packs per direct commissioning, ship and receive transaction in the set-up
 SEND_BATCH = 250  # pre-signed transactions per JSON-RPC batch in the baseline
@@ -196,18 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         w3 = make_web3(url)
         admin_key = dev_accounts()[0]
         manifest = deploy_suite(w3, admin_key, manifest_dir=tmp / "deployments")
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            rpc_url=url,
-            database_url=f"sqlite:///{tmp}/api.db",
-            manifest_dir=tmp / "deployments",
-            keystore_dir=tmp / "keystore",
-            keystore_password=SecretStr("bench"),
-            keystore_scrypt_n=2**10,
-            documents_dir=tmp / "documents",
-            data_dir=tmp,
-            fund_new_keys_wei=10**21,
-        )
+        settings = bench_settings(tmp, url)
         engine = api_engine(settings.database_url)
         runtime = Runtime.create(settings, engine)
         token = ensure_admin(runtime, admin_key)

@@ -361,24 +361,29 @@ def _measure(
     return r
 
 
+def bench_settings(tmp: Path, rpc_url: str) -> Settings:
+    """The API's settings for a benchmark devnet: everything in `tmp`, a fast keystore, funded keys."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        rpc_url=rpc_url,
+        database_url=f"sqlite:///{tmp}/api.db",
+        manifest_dir=tmp / "deployments",
+        keystore_dir=tmp / "keystore",
+        keystore_password=SecretStr("bench"),
+        keystore_scrypt_n=2**10,
+        documents_dir=tmp / "documents",
+        data_dir=tmp,
+        fund_new_keys_wei=10**21,
+    )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="rxledger-bench-api-"))
     with Devnet(port=0, log_file=tmp / "anvil.log") as devnet:
         w3 = make_web3(devnet.rpc_url)
         admin_key = dev_accounts()[0]
         manifest = deploy_suite(w3, admin_key, manifest_dir=tmp / "deployments")
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            rpc_url=devnet.rpc_url,
-            database_url=f"sqlite:///{tmp}/api.db",
-            manifest_dir=tmp / "deployments",
-            keystore_dir=tmp / "keystore",
-            keystore_password=SecretStr("bench"),
-            keystore_scrypt_n=2**10,
-            documents_dir=tmp / "documents",
-            data_dir=tmp,
-            fund_new_keys_wei=10**21,
-        )
+        settings = bench_settings(tmp, devnet.rpc_url)
         engine = api_engine(settings.database_url)
         runtime = Runtime.create(settings, engine)
         token = ensure_admin(runtime, admin_key)
