@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # sent and unmined at once (across all keys).
     submitter_window: int = Field(default=2000, gt=0)
     submitter_max_in_flight: int = Field(default=1000, gt=0)
+    # Coalescing: at most this many waiting actions of one sender go in one transaction
+    # (batchActions, or relayBatch for externally signed ones); 1 sends every action alone.
+    submitter_batch_actions: int = Field(default=64, gt=0, le=256)
     # Back-pressure: past this many queued or running operations, writes answer 503 with Retry-After.
     outbox_max_depth: int = Field(default=20_000, gt=0)
     # Wei sent from the admin key to every new custodial key (the submitter offers a nominal fee).

@@ -80,6 +80,9 @@ class OperationTx(ApiModel, table=True):
     relay_signature: str | None = None
     status: str = TxStatus.PENDING
     nonce: int | None = Field(default=None, sa_column=Column(BigInteger))
+    # Coalesced with other actions into one transaction (same sender, nonce and hash): this row's
+    # place in the batch; None when the transaction carries this action alone.
+    batch_index: int | None = None
     gas: int | None = Field(default=None, sa_column=Column(BigInteger))
     max_fee: int | None = Field(default=None, sa_column=Column(BigInteger))
     priority_fee: int | None = Field(default=None, sa_column=Column(BigInteger))

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import requests
+from eth_abi.abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session, col
@@ -46,6 +48,32 @@ RECHECK_BLOCKS = 128
 # by hash, once for every transaction in flight.
 RECEIPT_BLOCKS_PER_STEP = 256
 BUSY_STEP_INTERVAL = 0.02
+# What the submitter coalesces into one transaction: the custody ledger's relayable actions (the only
+# selectors RelayedActions.batchActions takes; the registries' admin functions are not relayable).
+COALESCED_CONTRACT = "CustodyLedger"
+COALESCED_FUNCTIONS = frozenset(
+    {
+        "commission",
+        "pack",
+        "unpack",
+        "unpackAll",
+        "ship",
+        "receiveShipment",
+        "rejectShipment",
+        "reportMissing",
+        "reclaimShipment",
+        "decommission",
+        "undoDecommission",
+        "anchorEvents",
+        "flagSuspect",
+        "clearSuspect",
+        "confirmIllegitimate",
+        "flagBatchSuspect",
+        "clearBatchSuspect",
+        "confirmBatchIllegitimate",
+    }
+)
+ACTION_REFUSED = "0x" + keccak(text="ActionRefused(uint256,address,bytes)").hex()
 NODE_ERRORS = (requests.exceptions.RequestException, ConnectionError, OSError, ChainUnavailable, TimeoutError)
 
 
@@ -372,15 +400,18 @@ class Submitter:
         mined: list[tuple[OperationTx, dict[str, Any]]] = []
         busy = False
         now = time.time()
+        stuck: dict[tuple[str, int | None], list[OperationTx]] = {}
         for tx in sent:
             receipt = next((found[h] for h in reversed(json.loads(tx.hashes)) if h in found), None)
             if receipt is None:
                 assert tx.sent_at is not None
                 if now - tx.sent_at > self.settings.submitter_stuck_after:
-                    self._replace(chain, tx)
-                    busy = True
+                    stuck.setdefault((tx.sender, tx.nonce), []).append(tx)
                 continue
             mined.append((tx, receipt))
+        for rows in stuck.values():  # one replacement per transaction, however many actions it carries
+            self._replace(chain, sorted(rows, key=lambda t: t.batch_index or 0))
+            busy = True
         if mined:
             self._record_receipts(chain, work, mined)
             busy = True
@@ -389,27 +420,55 @@ class Submitter:
     def _record_receipts(
         self, chain: Chain, work: list[Work], mined: list[tuple[OperationTx, dict[str, Any]]]
     ) -> None:
+        """Outcomes of mined transactions. A transaction carrying a batch succeeds for every action
+        but those its receipt reports refused (ActionRefused: that action failed with its custom
+        error, the others went ahead); a batch that ran out of gas is signed again with room."""
         ops = {int(w.op.seq or 0): w.op for w in work}
         ok: list[tuple[OperationTx, str, int, int]] = []
+        by_hash: dict[str, tuple[dict[str, Any], list[OperationTx]]] = {}
         for tx, receipt in mined:
-            tx_hash = str(receipt["transactionHash"]).lower()
+            by_hash.setdefault(str(receipt["transactionHash"]).lower(), (receipt, []))[1].append(tx)
+        for tx_hash, (receipt, rows) in by_hash.items():
             block, gas_used = int(receipt["blockNumber"], 16), int(receipt["gasUsed"], 16)
             if int(receipt["status"], 16) == 1:
-                ok.append((tx, tx_hash, block, gas_used))
+                refused = _refusals(receipt)
+                for tx in rows:
+                    refusal = refused.get(tx.batch_index) if tx.batch_index is not None else None
+                    if refusal is None:
+                        ok.append((tx, tx_hash, block, gas_used))
+                        continue
+                    refused_with = ContractRevert.from_data(refusal, self.runtime.registry, tx_hash=tx_hash)  # type: ignore[arg-type]
+                    self._set_tx(tx.id, tx_hash=tx_hash, block_number=block, gas_used=gas_used)
+                    self._fail(ops[tx.operation_seq], tx, refused_with)
                 continue
-            op = ops[tx.operation_seq]
-            if tx.gas and gas_used >= tx.gas * 63 // 64 and tx.gas < self._gas_cap(chain):
+            gas = rows[0].gas or 0
+            out_of_gas = bool(gas) and gas_used >= gas * 63 // 64
+            revert: ContractRevert | None = None
+            if not out_of_gas:
+                data, reason = revert_data_of_failed_tx(chain.w3, HexBytes(tx_hash))
+                revert = ContractRevert.from_data(data, self.runtime.registry, tx_hash=tx_hash, reason=reason)  # type: ignore[arg-type]
+                out_of_gas = revert.name == "ActionOutOfGas"
+            if out_of_gas and gas < self._gas_cap(chain):
                 # out of gas (a limit guessed while earlier transactions of its sender were unmined):
-                # nothing happened but the nonce; sign again with room, at the sender's next nonce
-                log.warning("transaction %s ran out of gas (%d): signing again", tx_hash, tx.gas)
-                self._set_tx(
-                    tx.id, status=TxStatus.PENDING, nonce=None, gas=min(tx.gas * 2, self._gas_cap(chain))
-                )
+                # nothing happened but the nonce; sign again with room, at the sender's next nonce.
+                # The spent hash can never be mined again: only hashes of the new nonce are kept.
+                log.warning("transaction %s ran out of gas (%d): signing again", tx_hash, gas)
+                for tx in rows:
+                    self._set_tx(
+                        tx.id,
+                        status=TxStatus.PENDING,
+                        nonce=None,
+                        batch_index=None,
+                        hashes="[]",
+                        gas=min(gas * 2, self._gas_cap(chain)),
+                    )
                 continue
-            data, reason = revert_data_of_failed_tx(chain.w3, HexBytes(tx_hash))
-            revert = ContractRevert.from_data(data, self.runtime.registry, tx_hash=tx_hash, reason=reason)  # type: ignore[arg-type]
-            self._set_tx(tx.id, tx_hash=tx_hash, block_number=block, gas_used=gas_used)
-            self._fail(op, tx, revert)
+            if revert is None:
+                data, reason = revert_data_of_failed_tx(chain.w3, HexBytes(tx_hash))
+                revert = ContractRevert.from_data(data, self.runtime.registry, tx_hash=tx_hash, reason=reason)  # type: ignore[arg-type]
+            for tx in rows:
+                self._set_tx(tx.id, tx_hash=tx_hash, block_number=block, gas_used=gas_used)
+                self._fail(ops[tx.operation_seq], tx, revert)
         if not ok:
             return
         now = time.time()
@@ -439,13 +498,42 @@ class Submitter:
     def _gas_cap(self, chain: Chain) -> int:
         return self._block_gas_limit or int(chain.w3.eth.get_block("latest")["gasLimit"])
 
+    def _coalesce(self, txs: list[OperationTx]) -> list[list[OperationTx]]:
+        """The transactions to sign: each sender's waiting actions in stream order, consecutive
+        coalescible ones together (same contract, same signing, up to `submitter_batch_actions`
+        actions and `items_per_tx` items), anything else alone. Groups of one sender come out in its
+        stream order, so that nonces follow it."""
+        limit, per_tx = self.settings.submitter_batch_actions, self.settings.items_per_tx
+        groups: list[list[OperationTx]] = []
+        taking: dict[str, list[OperationTx]] = {}  # each sender's group still taking actions
+        for tx in txs:
+            group = taking.get(tx.sender)
+            if (
+                group is not None
+                and _coalescible(tx)
+                and group[0].contract == tx.contract
+                and (group[0].relay_signature is None) == (tx.relay_signature is None)
+                and len(group) < limit
+                and sum(t.items for t in group) + tx.items <= per_tx
+            ):
+                group.append(tx)
+                continue
+            groups.append([tx])
+            if _coalescible(tx) and limit > 1:
+                taking[tx.sender] = groups[-1]
+            else:
+                taking.pop(tx.sender, None)
+        return groups
+
     def _sign_and_send_all(
         self, chain: Chain, head: Head, txs: list[OperationTx], ops: dict[int, Operation]
     ) -> bool:
         """Sign every transaction of this step, record them all (one commit) and broadcast them
-        all (one batch). Gas comes from one batch of estimates; a transaction whose sender has
-        earlier ones in flight is estimated on a state without them, so a refusal there is left to
-        the chain (with a limit of room) and only a sender's first may fail without being sent."""
+        all (one batch). Waiting actions of one sender are coalesced (`_coalesce`). Gas comes from
+        one batch of estimates, and a batch's refused actions from a simulation in the same round
+        trip: those are failed and left out before sending. A transaction whose sender has earlier
+        ones in flight is judged on a state without them, so a refusal there is left to the chain
+        (with a limit of room) and only a sender's first may fail without being sent."""
         self._block_gas_limit = head.gas_limit
         senders = sorted({t.sender for t in txs})
         counts = self._rpc_batch([("eth_getTransactionCount", [s, "pending"]) for s in senders])
@@ -459,36 +547,56 @@ class Submitter:
                 self._recheck = True
                 return True
             self.nonces[sender] = max(onchain, self.nonces.get(sender, 0))
-        calls = [self._call_data(chain, tx) for tx in txs]
-        estimates = self._rpc_batch(
-            [
-                ("eth_estimateGas", [{"from": tx.sender, "to": c["to"], "data": c["data"]}])
-                for tx, c in zip(txs, calls, strict=True)
-            ]
-        )
+        groups = self._coalesce(txs)
+        calls = [self._group_call(chain, g) for g in groups]
+        requests_: list[tuple[str, list[Any]]] = []
+        for g, c in zip(groups, calls, strict=True):
+            request = {"from": g[0].sender, "to": c["to"], "data": c["data"]}
+            requests_.append(("eth_estimateGas", [request]))
+            if len(g) > 1:
+                requests_.append(("eth_call", [request, "latest"]))
+        answers = iter(self._rpc_batch(requests_))
         in_flight = set(self._busy_senders)
         priority = DEFAULT_PRIORITY_FEE
         max_fee = max(2 * head.base_fee + priority, MIN_MAX_FEE)
         signed: list[tuple[OperationTx, dict[str, Any]]] = []
-        for tx, call, estimate in zip(txs, calls, estimates, strict=True):
+        for group, call in zip(groups, calls, strict=True):
+            estimate = next(answers)
+            simulated = next(answers) if len(group) > 1 else None
+            sender = group[0].sender
             if "error" in estimate:
                 revert = self._estimate_revert(estimate["error"])
                 if revert is None:
                     raise ChainUnavailable(f"eth_estimateGas: {estimate['error']}")
-                if tx.sender not in in_flight:
-                    self._fail(ops[tx.operation_seq], tx, revert)
+                if sender not in in_flight:
+                    for tx in group:
+                        self._fail(ops[tx.operation_seq], tx, revert)
                     continue
                 gas = head.gas_limit // 4  # the chain judges; unused gas is not paid for
             else:
                 gas = min(int(int(estimate["result"], 16) * 1.3) + 20_000, head.gas_limit)
-            if tx.gas:  # signed again after running out of gas: at least the room it was given
-                gas = max(gas, tx.gas)
-            nonce = self.nonces[tx.sender]
-            self.nonces[tx.sender] = nonce + 1
-            in_flight.add(tx.sender)
-            signed.append(
-                (tx, self._sign(chain, tx, call, nonce=nonce, gas=gas, max_fee=max_fee, priority=priority))
-            )
+            if simulated is not None and "result" in simulated and sender not in in_flight:
+                (refusals,) = abi_decode(["bytes[]"], bytes.fromhex(simulated["result"][2:]))
+                kept = []
+                for tx, reason in zip(group, refusals, strict=True):
+                    if reason:
+                        self._fail(
+                            ops[tx.operation_seq], tx, ContractRevert.from_data(reason, self.runtime.registry)
+                        )
+                    else:
+                        kept.append(tx)
+                if not kept:
+                    continue
+                if len(kept) < len(group):
+                    group, call = kept, self._group_call(chain, kept)
+            # signed again after running out of gas: at least the room it was given
+            gas = max([gas, *(t.gas or 0 for t in group)])
+            nonce = self.nonces[sender]
+            self.nonces[sender] = nonce + 1
+            in_flight.add(sender)
+            values = self._sign(chain, sender, call, nonce=nonce, gas=gas, max_fee=max_fee, priority=priority)
+            for i, tx in enumerate(group):
+                signed.append((tx, _row_values(tx, values, i if len(group) > 1 else None)))
         if not signed:
             return True
         with Session(self.engine) as session:  # recorded before broadcast: a crash resends the bytes
@@ -513,10 +621,15 @@ class Submitter:
         return ContractRevert.from_data(raw, self.runtime.registry)
 
     def _broadcast_all(self, chain: Chain, txs: list[OperationTx]) -> bool:
-        """Broadcast recorded bytes in one batch; each answer is judged as `_broadcast` judges one."""
-        answers = self._rpc_batch([("eth_sendRawTransaction", [tx.raw_tx]) for tx in txs])
+        """Broadcast recorded bytes in one batch (a transaction carrying several actions once);
+        each answer is judged as `_broadcast` judges one."""
+        raws = list(dict.fromkeys(str(tx.raw_tx) for tx in txs))
+        by_raw = dict(
+            zip(raws, self._rpc_batch([("eth_sendRawTransaction", [r]) for r in raws]), strict=True)
+        )
         sent: list[OperationTx] = []
-        for tx, answer in zip(txs, answers, strict=True):
+        for tx in txs:
+            answer = by_raw[str(tx.raw_tx)]
             if "error" not in answer:
                 sent.append(tx)
                 continue
@@ -583,20 +696,40 @@ class Submitter:
     def _account(self, address: str) -> LocalAccount:
         return self.runtime.keystore.account(address)
 
-    def _call_data(self, chain: Chain, tx: OperationTx) -> dict[str, Any]:
+    def _action_data(self, chain: Chain, tx: OperationTx) -> bytes:
         contract = chain.contracts[tx.contract]
         args = decode_args(contract, tx.function, tx.args)
         args = resolve_deferred(args, chain.contracts["ConsortiumRegistry"])
-        data = encode_call(contract, tx.function, args)
+        return encode_call(contract, tx.function, args)
+
+    def _call_data(self, chain: Chain, tx: OperationTx) -> dict[str, Any]:
+        contract = chain.contracts[tx.contract]
+        data = self._action_data(chain, tx)
         if tx.relay_signature is not None:
-            signature = bytes.fromhex(tx.relay_signature.removeprefix("0x"))
-            data = encode_call(contract, "relay", [data, tx.signer, tx.relay_deadline, signature])
+            data = encode_call(contract, "relay", [data, tx.signer, tx.relay_deadline, _signature(tx)])
+        return {"to": contract.address, "data": "0x" + data.hex(), "value": 0}
+
+    def _group_call(self, chain: Chain, group: Sequence[OperationTx]) -> dict[str, Any]:
+        """The call of one transaction: an action alone, or several as one batch (batchActions for
+        the sender's own, relayBatch for externally signed ones)."""
+        if len(group) == 1:
+            return self._call_data(chain, group[0])
+        contract = chain.contracts[group[0].contract]
+        actions = [self._action_data(chain, tx) for tx in group]
+        if group[0].relay_signature is not None:
+            signed = [
+                (a, tx.signer, tx.relay_deadline, _signature(tx))
+                for a, tx in zip(actions, group, strict=True)
+            ]
+            data = encode_call(contract, "relayBatch", [signed])
+        else:
+            data = encode_call(contract, "batchActions", [actions])
         return {"to": contract.address, "data": "0x" + data.hex(), "value": 0}
 
     def _sign(
         self,
         chain: Chain,
-        tx: OperationTx,
+        sender: str,
         call: dict[str, Any],
         *,
         nonce: int,
@@ -604,8 +737,9 @@ class Submitter:
         max_fee: int,
         priority: int,
     ) -> dict[str, Any]:
-        """The signed transaction as the row values that record it (not yet written)."""
-        account = self._account(tx.sender)
+        """The signed transaction as the row values that record it (not yet written; each row
+        carried adds its own `hashes` and `batch_index`, see `_row_values`)."""
+        account = self._account(sender)
         signed = account.sign_transaction(
             {
                 **call,
@@ -616,16 +750,14 @@ class Submitter:
                 "maxPriorityFeePerGas": priority,
             }
         )
-        tx_hash = "0x" + bytes(signed.hash).hex()
         return {
             "status": TxStatus.SIGNED,
             "nonce": nonce,
             "gas": gas,
             "max_fee": max_fee,
             "priority_fee": priority,
-            "tx_hash": tx_hash,
+            "tx_hash": "0x" + bytes(signed.hash).hex(),
             "raw_tx": "0x" + bytes(signed.raw_transaction).hex(),
-            "hashes": json.dumps([*json.loads(tx.hashes), tx_hash]),
         }
 
     def _recover_lost(self, chain: Chain) -> int:
@@ -726,8 +858,10 @@ class Submitter:
                 continue
         return None
 
-    def _replace(self, chain: Chain, tx: OperationTx) -> None:
-        """Same nonce, fees up 25% (nodes want at least +10%): whichever hash is mined counts."""
+    def _replace(self, chain: Chain, rows: list[OperationTx]) -> None:
+        """Same nonce, fees up 25% (nodes want at least +10%), the same actions: whichever hash is
+        mined counts. `rows` are the actions one transaction carries, in batch order."""
+        tx = rows[0]
         assert tx.nonce is not None and tx.max_fee is not None and tx.priority_fee is not None and tx.gas
         block = chain.w3.eth.get_block("latest")
         base_fee = int(block.get("baseFeePerGas", 0))
@@ -739,19 +873,15 @@ class Submitter:
             time.time() - (tx.sent_at or 0),
             tx.nonce,
         )
+        call = self._group_call(chain, rows) if tx.batch_index is not None else self._call_data(chain, tx)
         values = self._sign(
-            chain,
-            tx,
-            self._call_data(chain, tx),
-            nonce=tx.nonce,
-            gas=tx.gas,
-            max_fee=max_fee,
-            priority=priority,
+            chain, tx.sender, call, nonce=tx.nonce, gas=tx.gas, max_fee=max_fee, priority=priority
         )
-        self._set_tx(tx.id, **values)
-        fresh = self._reload(tx)
-        self._broadcast(chain, fresh)
-        self._set_tx(tx.id, sent_at=time.time())
+        for row in rows:
+            self._set_tx(row.id, **_row_values(row, values, row.batch_index))
+        for row in rows:
+            self._broadcast(chain, self._reload(row))
+            self._set_tx(row.id, sent_at=time.time())
 
     def _fail(self, op: Operation, tx: OperationTx, revert: ContractRevert) -> None:
         problem = problem_from_revert(
@@ -862,6 +992,42 @@ class Submitter:
                 if h
             ]
         audit.append(self.engine, **self._audit_fields(op, outcome, hashes, detail))
+
+
+def _coalescible(tx: OperationTx) -> bool:
+    """Whether the action may share a transaction: a custody action, sent by its own signer
+    (batchActions) or relayed with an external signature (relayBatch)."""
+    return (
+        tx.contract == COALESCED_CONTRACT
+        and tx.function in COALESCED_FUNCTIONS
+        and (tx.relay_signature is not None or tx.sender == tx.signer)
+    )
+
+
+def _signature(tx: OperationTx) -> bytes:
+    assert tx.relay_signature is not None
+    return bytes.fromhex(tx.relay_signature.removeprefix("0x"))
+
+
+def _row_values(tx: OperationTx, signed: dict[str, Any], batch_index: int | None) -> dict[str, Any]:
+    """What records that `tx` is carried by the signed transaction: its values, this row's place
+    in the batch, and the new hash added to the row's hashes of this nonce (replacements)."""
+    return {
+        **signed,
+        "batch_index": batch_index,
+        "hashes": json.dumps([*json.loads(tx.hashes), signed["tx_hash"]]),
+    }
+
+
+def _refusals(receipt: dict[str, Any]) -> dict[int, bytes]:
+    """The custom error of each action a mined batch refused, by its place in the batch."""
+    refused: dict[int, bytes] = {}
+    for entry in receipt.get("logs") or []:
+        topics = entry.get("topics") or []
+        if len(topics) == 3 and str(topics[0]).lower() == ACTION_REFUSED:
+            (reason,) = abi_decode(["bytes"], bytes.fromhex(str(entry["data"])[2:]))
+            refused[int(topics[1], 16)] = reason
+    return refused
 
 
 def start_submitter(runtime: Runtime) -> tuple[Submitter, threading.Thread, threading.Event]:

@@ -27,6 +27,7 @@ from node.ledger.identifiers import batch_id, container_key, unit_key
 from node.ledger.journey import JOURNEY_GTIN, SITE_GLN, run_journey, sscc
 
 GAS_BUDGET_PER_UNIT = 30_000
+BATCH = 8  # actions per batch in the batch figures (the write benchmark's pharmacies)
 
 
 def _b32(text: str) -> bytes:
@@ -177,6 +178,38 @@ def measure(
             "CustodyLedger", "decommission", [k[0]], UnitState.DISPENSED, b"\x40" * 32, deadline=2**40
         )
         gas("relay:decommission:1 (EIP-712)", admin.relay("CustodyLedger", signed))
+
+        say("batches of single-pack dispenses")
+        b = [unit_key(JOURNEY_GTIN, f"B{i}") for i in range(2 * BATCH)]
+        cmo.client.transact("CustodyLedger", "commission", bid, [], b, b"\x10" * 32)
+        cmo.client.transact("CustodyLedger", "ship", b"\x53" * 32, tpl.id, b, b"\x20" * 32, b"\x21" * 32)
+        tpl.client.transact("CustodyLedger", "receiveShipment", b"\x53" * 32, b, b"\x22" * 32)
+        ledger = contracts["CustodyLedger"]
+        calls = [
+            ledger.encode_abi("decommission", [[key], UnitState.DISPENSED, bytes([0x60 + i]) * 32])
+            for i, key in enumerate(b[:BATCH])
+        ]
+        receipt = tpl.client.transact("CustodyLedger", "batchActions", [bytes.fromhex(c[2:]) for c in calls])
+        actions[f"batchActions:decommission:1 x{BATCH}, per action"] = int(receipt["gasUsed"]) // BATCH
+        nonce = int(ledger.functions.nonces(tpl.client.address).call())
+        relayed = [
+            tpl.client.sign(
+                "CustodyLedger",
+                "decommission",
+                [key],
+                UnitState.DISPENSED,
+                bytes([0x70 + i]) * 32,
+                deadline=2**40,
+                nonce=nonce + i,
+            )
+            for i, key in enumerate(b[BATCH:])
+        ]
+        receipt = admin.transact(
+            "CustodyLedger", "relayBatch", [(s.action, s.signer, s.deadline, s.signature) for s in relayed]
+        )
+        actions[f"relayBatch:decommission:1 x{BATCH} (EIP-712), per action"] = (
+            int(receipt["gasUsed"]) // BATCH
+        )
 
         say("the standard journey")
         result = run_journey(orgs)

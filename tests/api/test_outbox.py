@@ -24,6 +24,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session, col
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
+from web3.logs import DISCARD
 
 from api.admin.bootstrap import ensure_admin
 from api.client import ApiProblem, RxClient
@@ -37,6 +38,7 @@ from node.chain import make_web3
 from node.deploy import Deployment, Manifest, deploy_suite
 from node.devnet import Devnet
 from node.indexer.follower import Indexer
+from node.ledger.constants import UnitState
 from node.ledger.identifiers import container_key, unit_key, with_check_digit
 from node.ledger.journey import JOURNEY_GTIN, SITE_GLN, sscc
 from node.settings import Settings
@@ -665,3 +667,83 @@ def test_a_full_outbox_refuses_writes_with_503_and_accepts_nothing(iso: Iso, sto
         stop_server(server, thread)
     drain(iso)
     assert not iso.queued()
+
+
+# ====================================================================== coalescing
+
+
+def _loose_units(iso: Iso, stock: Stock, n: int) -> list[str]:
+    """`n` new loose units of a new (quarantined) batch, held by the CMO; already mined."""
+    with submitting(iso):
+        bid = stock.cmo.post("/v1/batches", new_batch_body())["result"]["batch_id"]
+        serials = [unique("CO") for _ in range(n)]
+        assert (
+            stock.cmo.post("/v1/commission", {"batch_id": bid, "serials": serials})["status"] == "succeeded"
+        )
+    return serials
+
+
+def _destroy(stock: Stock, serial: str) -> dict[str, Any]:
+    body = {"units": [{"gtin": JOURNEY_GTIN, "serial": serial}], "reason": "destroyed"}
+    view: dict[str, Any] = stock.cmo.post("/v1/decommission", body, wait=False)
+    assert view["status"] == "queued", view
+    return view
+
+
+def test_waiting_actions_of_one_sender_share_a_transaction_and_a_refusal_fails_only_its_own(
+    iso: Iso, stock: Stock
+) -> None:
+    """Several operations of one organisation waiting together go in one transaction (batchActions).
+    An action the simulation refuses is failed before sending, the rest go; with earlier
+    transactions of the sender still unmined the simulation cannot judge, so the chain does: the
+    batch's receipt names the refused action (ActionRefused) and only its operation fails."""
+    assert not iso.queued()
+    x0, x1, x2, x3 = _loose_units(iso, stock, 4)
+    submitter = Submitter(iso.runtime(items_per_tx=100), owner="coalescing")
+    custody = iso.contract("CustodyLedger")
+
+    # refused by the simulation: the second destroys what the first destroys
+    a, b, c = _destroy(stock, x0), _destroy(stock, x0), _destroy(stock, x1)
+    assert submitter.step().busy
+    (ra,), (rb,), (rc,) = (tx_rows(iso.engine, v["id"]) for v in (a, b, c))
+    assert rb.status == "failed" and rb.raw_tx is None and rb.tx_hash is None  # never signed
+    assert ra.tx_hash == rc.tx_hash and ra.nonce == rc.nonce and (ra.batch_index, rc.batch_index) == (0, 1)
+    sent = iso.w3.eth.get_transaction(HexStr(str(ra.tx_hash)))
+    assert custody.decode_function_input(sent["input"])[0].fn_name == "batchActions"
+    refused = stock.cmo.get(f"/v1/operations/{b['id']}")
+    assert refused["status"] == "failed" and refused["error"]["item"]["serial"] == x0, refused
+
+    # refused by the chain: the sender has a transaction in flight when the pair is signed
+    submitter.drain(timeout=30)
+    iso.devnet.rpc("evm_setAutomine", [False])
+    try:
+        d = _destroy(stock, x2)
+        assert submitter.step().busy
+        (rd,) = tx_rows(iso.engine, d["id"])
+        assert rd.status == "sent" and rd.batch_index is None
+        e, f = _destroy(stock, x3), _destroy(stock, x3)
+        assert submitter.step().busy
+        (re_,), (rf,) = tx_rows(iso.engine, e["id"]), tx_rows(iso.engine, f["id"])
+        assert re_.status == rf.status == "sent" and re_.tx_hash == rf.tx_hash and re_.nonce == rd.nonce + 1
+        iso.devnet.rpc("evm_mine")
+    finally:
+        iso.devnet.rpc("evm_setAutomine", [True])
+    submitter.drain(timeout=30)
+    submitter.release_lease()
+    receipt = iso.w3.eth.get_transaction_receipt(HexStr(str(re_.tx_hash)))
+    assert receipt["status"] == 1
+    (event,) = custody.events.ActionRefused().process_receipt(receipt, errors=DISCARD)
+    assert event["args"]["index"] == 1
+    for view, status in (
+        (a, "succeeded"),
+        (c, "succeeded"),
+        (d, "succeeded"),
+        (e, "succeeded"),
+        (f, "failed"),
+    ):
+        assert stock.cmo.get(f"/v1/operations/{view['id']}")["status"] == status, view
+    failed = stock.cmo.get(f"/v1/operations/{f['id']}")
+    assert failed["error"]["status"] == 409 and failed["error"]["item"]["serial"] == x3, failed
+    assert failed["transactions"][0]["tx_hash"] == re_.tx_hash  # the transaction that refused it
+    for serial in (x0, x1, x2, x3):
+        assert custody.functions.unit(unit_key(JOURNEY_GTIN, serial)).call()[1] == UnitState.DESTROYED

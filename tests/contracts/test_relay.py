@@ -122,7 +122,8 @@ def test_type_hash_of_every_relayable_function_matches_python(
 
 @pytest.mark.parametrize("contract", SUITE_NAMES)
 def test_relay_itself_and_views_are_not_relayable(world: World, reverts: Reverts, contract: str) -> None:
-    for fn in ("relay", "actionTypeHash", "nonces", "eip712Domain"):
+    batches = ("batchActions", "relayBatch", "relayInBatch")
+    for fn in ("relay", *batches, "actionTypeHash", "nonces", "eip712Domain"):
         selector = _selector(world, contract, fn)
         err = reverts("ActionNotRelayable", world.admin.view, contract, "actionTypeHash", selector)
         assert err.args == (selector,)

@@ -26,9 +26,26 @@ abstract contract RelayedActions is EIP712, Nonces {
     error InvalidSignature(address signer, address recovered);
     /// @notice The selector is not a relayable action of this contract.
     error ActionNotRelayable(bytes4 selector);
+    /// @notice An action of a batch reverted without a custom error: it ran out of gas. The whole
+    /// batch is undone, so that a refusal in a batch is always the contract's verdict.
+    error ActionOutOfGas(uint256 index);
+    /// @notice Only this contract calls this function (one action of a relayed batch).
+    error OnlySelf();
+
+    /// @notice One signed action of a relayed batch: what `relay` takes.
+    struct SignedAction {
+        bytes action;
+        address signer;
+        uint256 deadline;
+        bytes signature;
+    }
 
     /// @notice A signed action was relayed on behalf of `signer` by `relayer`.
     event ActionRelayed(address indexed signer, address indexed relayer, bytes4 indexed selector, uint256 nonce);
+
+    /// @notice The action at `index` of a batch was refused with `reason` (its custom error) and
+    /// had no effect; the batch's other actions went ahead.
+    event ActionRefused(uint256 indexed index, address indexed signer, bytes reason);
 
     /// @notice Executes `action` (an ABI-encoded call of this contract) on behalf of `signer`.
     /// @param action The full calldata of the relayable function, selector included.
@@ -40,21 +57,56 @@ abstract contract RelayedActions is EIP712, Nonces {
         external
         returns (bytes memory result)
     {
-        if (block.timestamp > deadline) revert SignatureExpired(deadline);
-        bytes4 selector = bytes4(action[:4]);
-        uint256 nonce = _useNonce(signer);
-        bytes32 digest = _hashTypedDataV4(_actionStructHash(selector, action[4:], nonce, deadline));
-        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
-        if (err != ECDSA.RecoverError.NoError || recovered != signer) revert InvalidSignature(signer, recovered);
-        emit ActionRelayed(signer, msg.sender, selector, nonce);
-        bool ok;
-        (ok, result) = address(this).call(abi.encodePacked(action, signer));
-        if (!ok) {
-            // Bubble the relayed call's custom error up unchanged.
-            assembly ("memory-safe") {
-                revert(add(result, 0x20), mload(result))
-            }
+        return _relay(msg.sender, action, signer, deadline, signature);
+    }
+
+    /// @notice Executes several actions of the sender, in order; a refused action is reported as
+    /// ActionRefused and undone on its own, the others go ahead.
+    /// @param actions Full calldata of relayable functions of this contract, selectors included.
+    /// @return refusals Per action: empty when it went ahead, else the custom error it reverted with.
+    function batchActions(bytes[] calldata actions) external returns (bytes[] memory refusals) {
+        refusals = new bytes[](actions.length);
+        for (uint256 i = 0; i < actions.length; ++i) {
+            _actionType(bytes4(actions[i][:4])); // relayable actions only, as relay allows
+            // The sender acts, appended as a relay self-call appends the signer (see _actor).
+            (bool ok, bytes memory reason) = address(this).call(abi.encodePacked(actions[i], msg.sender));
+            if (!ok) refusals[i] = _refused(i, msg.sender, reason);
         }
+    }
+
+    /// @notice Relays several signed actions (of any signers) in order; a refused action (expired,
+    /// badly signed, or refused by the contract) is reported as ActionRefused and undone on its own,
+    /// its nonce included; the others go ahead.
+    /// @param actions What `relay` takes, per action.
+    /// @return refusals Per action: empty when it went ahead, else the custom error it reverted with.
+    function relayBatch(SignedAction[] calldata actions) external returns (bytes[] memory refusals) {
+        refusals = new bytes[](actions.length);
+        for (uint256 i = 0; i < actions.length; ++i) {
+            SignedAction calldata a = actions[i];
+            (bool ok, bytes memory reason) = address(this).call(
+                abi.encodeCall(this.relayInBatch, (msg.sender, a.action, a.signer, a.deadline, a.signature))
+            );
+            if (!ok) refusals[i] = _refused(i, a.signer, reason);
+        }
+    }
+
+    /// @notice One action of `relayBatch`, in a call frame of its own so that a refusal undoes it
+    /// alone; only this contract may call it.
+    /// @param relayer The batch's sender, named in ActionRelayed.
+    /// @param action As for `relay`.
+    /// @param signer As for `relay`.
+    /// @param deadline As for `relay`.
+    /// @param signature As for `relay`.
+    /// @return result The relayed function's return data.
+    function relayInBatch(
+        address relayer,
+        bytes calldata action,
+        address signer,
+        uint256 deadline,
+        bytes calldata signature
+    ) external returns (bytes memory result) {
+        if (msg.sender != address(this)) revert OnlySelf();
+        return _relay(relayer, action, signer, deadline, signature);
     }
 
     /// @notice The EIP-712 type hash of a relayable action.
@@ -71,6 +123,35 @@ abstract contract RelayedActions is EIP712, Nonces {
         pure
         virtual
         returns (bytes32 typeHash, uint256 paramCount, uint256 kindMask);
+
+    function _relay(address relayer, bytes calldata action, address signer, uint256 deadline, bytes calldata signature)
+        private
+        returns (bytes memory result)
+    {
+        if (block.timestamp > deadline) revert SignatureExpired(deadline);
+        bytes4 selector = bytes4(action[:4]);
+        uint256 nonce = _useNonce(signer);
+        bytes32 digest = _hashTypedDataV4(_actionStructHash(selector, action[4:], nonce, deadline));
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
+        if (err != ECDSA.RecoverError.NoError || recovered != signer) revert InvalidSignature(signer, recovered);
+        emit ActionRelayed(signer, relayer, selector, nonce);
+        bool ok;
+        (ok, result) = address(this).call(abi.encodePacked(action, signer));
+        if (!ok) {
+            // Bubble the relayed call's custom error up unchanged.
+            assembly ("memory-safe") {
+                revert(add(result, 0x20), mload(result))
+            }
+        }
+    }
+
+    /// @dev Reports a refused batch action; a revert without data is running out of gas, which
+    /// must not pass for the contract's verdict: it undoes the whole batch.
+    function _refused(uint256 index, address signer, bytes memory reason) private returns (bytes memory) {
+        if (reason.length == 0) revert ActionOutOfGas(index);
+        emit ActionRefused(index, signer, reason);
+        return reason;
+    }
 
     /// @dev The key that acts: the relayed signer inside a relay self-call, else the sender.
     function _actor() internal view returns (address) {
