@@ -373,7 +373,7 @@ def bench_settings(tmp: Path, rpc_url: str) -> Settings:
         keystore_scrypt_n=2**10,
         documents_dir=tmp / "documents",
         data_dir=tmp,
-        fund_new_keys_wei=10**21,
+        fund_new_keys_wei=10**20,  # 100 ETH a key: the dev admin holds 10,000 for all of them
     )
 
 
