@@ -65,6 +65,7 @@ from node.procmem import peak_rss_mib, rss_mib
 
 CHUNK = 1000  # packs per direct commissioning, ship and receive transaction in the set-up
 SEND_BATCH = 250  # pre-signed transactions per JSON-RPC batch in the baseline
+MAX_PENDING = 1000  # the baseline's transactions in flight at most
 
 
 def _rpc(url: str, calls: list[tuple[str, list[Any]]]) -> list[Any]:
@@ -145,13 +146,27 @@ def _baseline(url: str, w3: Any, holders: list[tuple[LedgerClient, int]], serial
             last[address] = nonces[address]
             nonces[address] += 1
             raws.append("0x" + bytes(signed.raw_transaction).hex())
+    addresses = list(last)
+    first = sum(nonces.values()) - len(raws)  # nonces mined before the first send, all senders together
+
+    def mined() -> int:
+        counts = _rpc(url, [("eth_getTransactionCount", [a, "latest"]) for a in addresses])
+        return int(sum(int(c, 16) for c in counts) - first)
+
     t0 = time.perf_counter()
-    for start in range(0, len(raws), SEND_BATCH):
-        answers = _rpc(url, [("eth_sendRawTransaction", [r]) for r in raws[start : start + SEND_BATCH]])
+    sent = 0
+    while sent < len(raws):
+        # Anvil's automine stalls for good with ~3,000 transactions pending at once (TOOLCHAIN-NOTES):
+        # keep at most MAX_PENDING in flight, as any pipelined sender must
+        if sent - mined() > MAX_PENDING - SEND_BATCH:
+            time.sleep(0.002)
+            continue
+        answers = _rpc(url, [("eth_sendRawTransaction", [r]) for r in raws[sent : sent + SEND_BATCH]])
         bad = [a for a in answers if isinstance(a, dict)]
         if bad:
             raise RuntimeError(f"baseline send refused: {bad[:3]}")
-    while any(w3.eth.get_transaction_count(a) <= n for a, n in last.items()):
+        sent += len(answers)
+    while mined() < len(raws):
         time.sleep(0.002)
     return len(raws) / (time.perf_counter() - t0)
 
@@ -195,6 +210,61 @@ def _load(
         for f in [pool.submit(client, token, own) for token, own in per_client]:
             f.result()
     return accepted, statuses, time.time() - t0
+
+
+def _totes(
+    base: str,
+    pharmacies: list[tuple[dict[str, Any], str]],
+    serials: list[list[str]],
+    size: int,
+    seconds: float,
+) -> tuple[list[tuple[float, str, list[str]]], Counter[int], float]:
+    """One client per pharmacy posting totes of `size` packs one after the other until the time is up
+    or its stock is gone: (start, operation id, serials) of every accepted tote, answers, seconds."""
+    accepted: list[tuple[float, str, list[str]]] = []
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    deadline = time.time() + seconds
+
+    def client(token: str, own: list[str]) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, timeout=120) as http:
+            for start in range(0, len(own) - size + 1, size):
+                if time.time() >= deadline:
+                    return
+                tote = own[start : start + size]
+                t0 = time.time()
+                body = {"units": [{"gtin": JOURNEY_GTIN, "serial": s} for s in tote], "reason": "dispensed"}
+                r = http.post("/v1/decommission", json=body, headers=headers)
+                with lock:
+                    statuses[r.status_code] += 1
+                    if r.status_code == 202:
+                        accepted.append((t0, r.json()["id"], tote))
+
+    t0 = time.time()
+    with ThreadPoolExecutor(len(pharmacies)) as pool:
+        for f in [pool.submit(client, tok, own) for (_, tok), own in zip(pharmacies, serials, strict=True)]:
+            f.result()
+    return accepted, statuses, time.time() - t0
+
+
+def _outcomes(engine: Any, ids: list[str], timeout: float = 600) -> dict[str, tuple[str, float]]:
+    """operation id -> (status, finished_at) once every one has finished (or the timeout passed)."""
+    deadline = time.time() + timeout
+    while True:
+        rows: list[Any] = []
+        with Session(engine) as session:
+            for start in range(0, len(ids), 500):
+                rows += session.execute(
+                    select(col(Operation.id), col(Operation.status), col(Operation.finished_at)).where(
+                        col(Operation.id).in_(ids[start : start + 500])
+                    )
+                ).all()
+        finished = {str(i): (str(s), float(f or 0)) for i, s, f in rows}
+        done = sum(1 for s, _ in finished.values() if s in ("succeeded", "failed"))
+        if done == len(ids) or time.time() > deadline:
+            return finished
+        time.sleep(0.5)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -247,8 +317,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             load_serials = [
                 [f"L{p}{i:06d}" for i in range(args.stock_per_pharmacy)] for p in range(args.pharmacies)
             ]
+            tote_serials = [
+                [f"T{p}{i:06d}" for i in range(args.tote_stock_per_pharmacy)] for p in range(args.pharmacies)
+            ]
             with console.status("stocking the pharmacies directly (commission, ship, receive)"):
-                _stock(cmo, holders, bid, [b + s for b, s in zip(base_serials, load_serials, strict=True)])
+                _stock(
+                    cmo,
+                    holders,
+                    bid,
+                    [b + s + t for b, s, t in zip(base_serials, load_serials, tote_serials, strict=True)],
+                )
             with console.status("baseline: pre-signed decommissions sent pipelined to the node"):
                 r["baseline_tx_per_s"] = _baseline(url, w3, holders, base_serials)
                 r["baseline_txs"] = sum(len(s) for s in base_serials)
@@ -264,19 +342,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             r["accepted_per_s"] = len(accepted) / took
             with console.status("waiting for every accepted operation's outcome"):
                 ids = [a[1] for a in accepted]
-                deadline = time.time() + 600
-                while True:
-                    with Session(engine) as session:
-                        rows = session.execute(
-                            select(
-                                col(Operation.id), col(Operation.status), col(Operation.finished_at)
-                            ).where(col(Operation.id).in_(ids))
-                        ).all()
-                    done = [row for row in rows if row[1] in ("succeeded", "failed")]
-                    if len(done) == len(ids) or time.time() > deadline:
-                        break
-                    time.sleep(0.5)
-            finished = {str(i): (str(s), float(f or 0)) for i, s, f in rows}
+                finished = _outcomes(engine, ids)
+            done = [op for op, (st, _) in finished.items() if st in ("succeeded", "failed")]
             lat = [
                 finished[op][1] - t0 for t0, op, _ in accepted if finished.get(op, ("", 0))[0] == "succeeded"
             ]
@@ -300,6 +367,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             r["lost"] = sum(1 for k in keys if seen[k] == 0)
             r["duplicated"] = sum(1 for k in keys if seen[k] > 1)
             r["dispensed_not_accepted"] = sum(1 for k in seen if k not in keys)
+            if args.tote_seconds > 0:
+                head_before = w3.eth.block_number
+                with console.status(f"totes of {args.tote_size} packs, one client per pharmacy"):
+                    totes, tote_statuses, tote_took = _totes(
+                        api.base, pharmacies, tote_serials, args.tote_size, args.tote_seconds
+                    )
+                    tote_done = _outcomes(engine, [t[1] for t in totes])
+                packs = sum(len(t[2]) for t in totes)
+                r["tote_size"] = args.tote_size
+                r["totes_accepted"] = len(totes)
+                r["tote_answers"] = {str(k): v for k, v in sorted(tote_statuses.items())}
+                r["tote_packs_accepted_per_s"] = packs / tote_took
+                ok = [
+                    (t0, tote_done[op][1], n)
+                    for t0, op, n in totes
+                    if tote_done.get(op, ("", 0))[0] == "succeeded"
+                ]
+                r["tote_packs_completed_per_s"] = (
+                    sum(len(n) for _, _, n in ok) / (max(f for _, f, _ in ok) - min(t0 for t0, _, _ in ok))
+                    if ok
+                    else 0.0
+                )
+                r["tote_indexed_p95_ms"] = _pct([f - t0 for t0, f, _ in ok], 0.95) * 1000 if ok else 0.0
+                tote_keys = {unit_key(JOURNEY_GTIN, s) for _, _, n in totes for s in n}
+                tote_seen: Counter[bytes] = Counter()
+                for event in ledger.events.UnitsDecommissioned.get_logs(
+                    from_block=head_before + 1, to_block="latest"
+                ):
+                    for key in event["args"]["keys"]:
+                        tote_seen[bytes(key)] += 1
+                r["tote_lost"] = sum(1 for k in tote_keys if tote_seen[k] == 0)
+                r["tote_duplicated"] = sum(1 for k in tote_keys if tote_seen[k] > 1)
             r["api_idle_rss_mib"] = idle_rss
             r["api_peak_rss_mib"] = peak_rss_mib(api.proc.pid) or 0.0
             r["indexer_peak_rss_mib"] = peak_rss_mib(indexer.pid) if indexer is not None else None
@@ -339,6 +438,15 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
             r["indexed_p50_ms"], "its own median"),
         fig("dispense load: operations lost + duplicated on chain", r["lost"] + r["duplicated"], "operations",
             r["accepted"], "operations accepted"),
+        *([
+            fig(f"tote dispenses of {r['tote_size']} packs completed (indexed), one client per pharmacy",
+                r["tote_packs_completed_per_s"], "packs/s", r["baseline_tx_per_s"],
+                chain + " (one pack each)"),
+            fig(f"tote of {r['tote_size']}: p95 request -> indexed", r["tote_indexed_p95_ms"], "ms",
+                r["indexed_p95_ms"], "the single-pack p95 of the same run"),
+            fig("tote load: packs lost + duplicated on chain", r["tote_lost"] + r["tote_duplicated"], "packs",
+                r["totes_accepted"] * r["tote_size"], "packs accepted"),
+        ] if "tote_size" in r else []),
         fig("peak memory of the API process under the dispense load", r["api_peak_rss_mib"], "MiB",
             r["api_idle_rss_mib"], "the same process idle after start-up"),
         fig(f"Anvil: empty blocks mined per second at height {r['height_end']:,}",
@@ -356,6 +464,9 @@ def main() -> None:
     parser.add_argument("--pharmacies", type=int, default=8)
     parser.add_argument("--stock-per-pharmacy", type=int, default=10_000)
     parser.add_argument("--baseline-per-pharmacy", type=int, default=500)
+    parser.add_argument("--tote-seconds", type=float, default=20.0, help="0: no tote phase")
+    parser.add_argument("--tote-size", type=int, default=100)
+    parser.add_argument("--tote-stock-per-pharmacy", type=int, default=4_000)
     parser.add_argument(
         "--separate-indexer",
         action="store_true",

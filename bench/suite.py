@@ -2,7 +2,7 @@
 the figures it writes (each next to a baseline measured in the same run), and regenerates
 `docs/BENCHMARKS.md` and `bench/results.json` with the machine and the versions they ran on.
 
-Usage: scripts/bench [--quick] [--only gas,verify,api,dispense,indexer [--merge]]
+Usage: scripts/bench [--quick] [--only gas,verify,api,dispense,dispense-1s,indexer [--merge]]
                      [--docs FILE] [--results FILE]
        scripts/bench --render     (docs/BENCHMARKS.md again from bench/results.json, nothing run)
 
@@ -45,6 +45,16 @@ class Bench:
     reading: str  # how to read the figures (written into BENCHMARKS.md)
 
 
+DISPENSE_READING = (
+    "64 clients of 8 pharmacies each post single-pack `POST /v1/decommission` (202, no waiting) one "
+    "after the other for the run's length; then one client per pharmacy posts totes of 100 packs. A "
+    "figure counts an operation when it is indexed (its `finished_at`). The baseline is the chain's "
+    "capacity on the same devnet: the same single-pack decommissions pre-signed with the pharmacies' "
+    "keys and sent pipelined to the node (at most 1,000 in flight), counted when mined. Lost and "
+    "duplicated are read from the chain's UnitsDecommissioned logs. Anvil's per-block cost grows with "
+    "its state (the empty-block rate at the end of the run against the start shows it)."
+)
+
 BENCHES = (
     Bench(
         "gas",
@@ -75,13 +85,61 @@ BENCHES = (
         "api",
         "Writes through the partner API (commissioning, custody, decommissioning)",
         "scripts/bench-api",
-        ("--units", "100000"),
+        ("--units", "100000", "--concurrency", "32"),
         ("--units", "3000", "--shipments", "10", "--dispenses", "20"),
         "Each operation is timed from the request to its outcome with the change indexed (`?wait=true`, "
         "followed past the server's bound): HTTP, validation, the pre-check simulation, the outbox, "
         "the submitter and the indexer. The baseline sends the same transactions directly with the "
         "organisation's key, one after the other, each waiting for its receipt. The API runs in its "
         "own process, as `rxledger up` runs it (submitter and indexer in-process).",
+    ),
+    Bench(
+        "dispense",
+        "Dispensing at load: single packs and totes from many pharmacies (automine)",
+        "scripts/bench-dispense",
+        ("--seconds", "60"),
+        (
+            "--seconds",
+            "5",
+            "--clients",
+            "8",
+            "--pharmacies",
+            "2",
+            "--stock-per-pharmacy",
+            "600",
+            "--baseline-per-pharmacy",
+            "100",
+            "--tote-seconds",
+            "3",
+            "--tote-stock-per-pharmacy",
+            "500",
+        ),
+        DISPENSE_READING,
+    ),
+    Bench(
+        "dispense-1s",
+        "Dispensing at load on 1-s blocks",
+        "scripts/bench-dispense",
+        ("--seconds", "60", "--block-time", "1"),
+        (
+            "--seconds",
+            "5",
+            "--clients",
+            "8",
+            "--pharmacies",
+            "2",
+            "--stock-per-pharmacy",
+            "600",
+            "--baseline-per-pharmacy",
+            "100",
+            "--tote-seconds",
+            "3",
+            "--tote-stock-per-pharmacy",
+            "500",
+            "--block-time",
+            "1",
+        ),
+        DISPENSE_READING,
     ),
     Bench(
         "indexer",
@@ -231,7 +289,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the pipeline")
     parser.add_argument(
-        "--only", default="", help="comma-separated subset of gas,verify,api,dispense,indexer"
+        "--only", default="", help="comma-separated subset of gas,verify,api,dispense,dispense-1s,indexer"
     )
     parser.add_argument("--docs", type=Path, default=None, help="default docs/BENCHMARKS.md")
     parser.add_argument("--results", type=Path, default=None, help="default bench/results.json")
