@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
 import threading
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -16,8 +13,8 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import Engine
 
 from api.database import api_engine
-from api.edge import audit
 from api.edge.problems import BodySizeLimit, JsonDepthLimit, install_problem_handlers
+from api.edge.request_audit import RequestIdAndAudit
 from api.edge.throttle import FailureThrottle
 from api.health import Health, collect_health
 from api.read.notify import start_notifier
@@ -41,11 +38,6 @@ from api.write.submitter import start_submitter
 from node.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# POSTs that change nothing (a body carries the question): verification at the counter, identifier
-# parsing, checking a file against a batch's certificates. They are not audited: a pharmacy verifies
-# thousands of packs a day, and the signals among them are recorded as alerts with who raised them.
-READ_ONLY_POSTS = re.compile(r"^/v1/(verify(/bulk)?|identifiers/parse|batches/[^/]+/certificates/verify)$")
 
 
 def _settings(request: Request) -> Settings:
@@ -60,16 +52,6 @@ def _engine(request: Request) -> Engine:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 EngineDep = Annotated[Engine, Depends(_engine)]
-
-
-def _outcome(status: int) -> str:
-    if status == 202:
-        return "accepted"
-    if status < 400:
-        return "ok"
-    if status in (401, 403):
-        return "denied"
-    return "rejected" if status < 500 else "error"
 
 
 def create_app(
@@ -141,40 +123,8 @@ def create_app(
         app.include_router(module.router)
     pages.install(app)
 
-    @app.middleware("http")
-    async def request_id_and_audit(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Every request gets an id (the client's X-Request-ID, or a new one); every request that
-        could change something is written to the audit log with its outcome."""
-        rid = request.headers.get("x-request-id", "")[:100] or uuid.uuid4().hex
-        request.state.request_id = rid
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        if request.method in WRITE_METHODS and not READ_ONLY_POSTS.match(request.url.path):
-            principal = getattr(request.state, "principal", None)
-            try:
-                # in a worker thread: the append waits for the database's write lock, the event
-                # loop must not
-                await asyncio.to_thread(
-                    audit.append,
-                    engine,
-                    request_id=rid,
-                    user_id=getattr(principal, "user_id", None),
-                    username=getattr(principal, "username", None),
-                    org_id=getattr(principal, "org_id", None),
-                    method=request.method,
-                    path=request.url.path,
-                    action=getattr(request.state, "action", "") or request.url.path,
-                    status=response.status_code,
-                    outcome=_outcome(response.status_code),
-                    operation_id=getattr(request.state, "operation_id", None),
-                    # what the route adds (e.g. an e-signature attempt: who, typed username, count)
-                    detail=getattr(request.state, "audit_detail", None),
-                )
-            except Exception:  # the answer is already decided; a lost audit row must be loud
-                log.exception("could not write the audit entry of request %s", rid)
-        return response
+    # outermost of ours: the request id and the audit entry wrap the limits' answers too
+    app.add_middleware(RequestIdAndAudit, engine=engine)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

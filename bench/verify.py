@@ -935,7 +935,7 @@ def profile(built: Built, url: str, n: int, console: Console) -> dict[str, Any]:
     from api.app import create_app
     from api.database import api_engine
     from api.edge import audit
-    from api.edge.auth import Principal, authenticate
+    from api.edge.auth import Principal, authenticate_request
     from api.read.verify import verify_pack
     from api.routes.verification import PackCode
     from api.runtime import Runtime
@@ -965,7 +965,7 @@ def profile(built: Built, url: str, n: int, console: Console) -> dict[str, Any]:
         "body -> identifier (PackCode, scan parse)": _timed(
             n, lambda i: PackCode(**bodies[i % n]).identifier()
         ),
-        "authenticate (token, user, org)": _timed(n, lambda i: authenticate(Request(scope), runtime)),
+        "authenticate (token, user, org)": _timed(n, lambda i: authenticate_request(Request(scope), runtime)),
         "verify_pack (read models)": _timed(n, verify_one),
         "audit.append (middleware, every POST)": _timed(n, lambda i: audit.append(engine, **audit_fields)),
     }

@@ -303,7 +303,7 @@ def check_permits(request: Request, principal: Principal) -> None:
     if not permits:  # fail closed: tests/security/test_idempotency.py checks every write route has one
         raise RuntimeError(f"the write route {request.url.path} names no Permit")
     for permit in permits:
-        permit(request, principal)
+        permit.check(request, principal)
 
 
 ReplayAnswer = Callable[[Runtime, Operation], JSONResponse | None]

@@ -46,7 +46,8 @@ from web3.contract import Contract
 
 from api.admin.bootstrap import ensure_admin
 from api.database import api_engine
-from api.models import Operation, OperationTx
+from api.edge import audit as api_audit
+from api.models import AuditEntry, Operation, OperationTx
 from api.runtime import Runtime
 from node.accounts import dev_accounts
 from node.chain import make_web3
@@ -209,8 +210,9 @@ class ApiProcess:
     """The API as docker-compose.yml runs it: `uvicorn --factory api.app:create_app` in a process of
     its own, the submitter inside. Restarted on the same port; each run logs to its own file."""
 
-    def __init__(self, env: dict[str, str], workdir: Path, port: int) -> None:
+    def __init__(self, env: dict[str, str], workdir: Path, port: int, workers: int = 1) -> None:
         self.env = env
+        self.workers = workers
         self.workdir = workdir  # no .env there: only the variables above configure it
         self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
@@ -242,6 +244,7 @@ class ApiProcess:
             "127.0.0.1",
             "--port",
             str(self.port),
+            *(["--workers", str(self.workers)] if self.workers > 1 else []),
         ]
         with self.log.open("wb") as out:  # a file: an unread pipe could fill and block the process
             self.proc = subprocess.Popen(
@@ -562,3 +565,56 @@ def test_sigkilled_api_loses_and_duplicates_no_accepted_operation(apikill: ApiKi
     assert report.checked["units"] >= OPERATIONS
     phases.mark("audit")
     print(f"phases: {phases}")
+
+
+AUDIT_KILL_ANSWERS = 300  # verifications answered before the kill (more arrive while it lands)
+
+
+def test_sigkilled_api_keeps_the_audit_entry_of_every_answer(apikill: ApiKillNet) -> None:
+    """16 clients verify packs as fast as the API answers, each request with its own X-Request-ID;
+    the process is SIGKILLed mid-stream. Every request that got its answer has its audit entry (the
+    answer leaves only once its group of entries is committed), and the hash chain is whole."""
+    net = apikill
+    if net.process.proc is None or net.process.proc.poll() is not None:
+        net.process.start()
+    answered: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    headers = {"Authorization": f"Bearer {net.api.admin_token}"}
+
+    def client(c: int) -> None:
+        with httpx.Client(base_url=net.process.base_url, timeout=15.0) as http:
+            i = 0
+            while not stop.is_set():
+                rid = f"audit-kill-{c}-{i}"
+                body = {"gtin": JOURNEY_GTIN, "serial": f"AK{i % OPERATIONS:05d}"}
+                i += 1
+                try:
+                    r = http.post("/v1/verify", json=body, headers={**headers, "X-Request-ID": rid})
+                except httpx.TransportError:
+                    return  # the kill: no answer, so no promise
+                if r.status_code == 200:
+                    with lock:
+                        answered.append(rid)
+
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(16)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while len(answered) < AUDIT_KILL_ANSWERS:
+        assert time.monotonic() < deadline, f"only {len(answered)} verifications answered"
+        time.sleep(0.01)
+    assert net.process.kill() == -signal.SIGKILL
+    stop.set()
+    for t in threads:
+        t.join(timeout=20)
+    with Session(net.engine) as session:
+        recorded = set(
+            session.execute(
+                select(col(AuditEntry.request_id)).where(col(AuditEntry.request_id).like("audit-kill-%"))
+            ).scalars()
+        )
+    missing = sorted(set(answered) - recorded)
+    assert not missing, f"{len(missing)} of {len(answered)} answered verifications have no audit entry"
+    assert api_audit.verify_chain(net.engine)[1] is None
+    net.process.start()  # the module's other tests and its teardown find it serving
