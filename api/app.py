@@ -108,16 +108,19 @@ def create_app(
     # added last, runs first: the size limit, then the nesting limit on what it let through
     app.add_middleware(JsonDepthLimit)
     app.add_middleware(BodySizeLimit, max_body_size=settings.max_request_bytes)
+    # The router tries routes in this order, one by one: the counter's verification and the custody
+    # writes first (matching 60 routes before /v1/verify cost 0.6 ms a request; no path of one
+    # router overlaps another's, so the order changes nothing else)
     for module in (
-        admin,
-        batches,
+        verification,
         custody,
+        provenance,
+        operations,
+        batches,
         gs1,
         epcis,
-        verification,
-        provenance,
+        admin,
         notifications,
-        operations,
         audit_routes,
     ):
         app.include_router(module.router)

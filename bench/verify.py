@@ -1027,7 +1027,7 @@ def profile(built: Built, url: str, n: int, console: Console) -> dict[str, Any]:
         prof.disable()
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf)
-    stats.sort_stats("cumulative").print_stats(r"(/api/|/node/)", 25)
+    stats.sort_stats("cumulative").print_stats(r"(/api/|/node/|fastapi|starlette|pydantic)", 45)
     stats.sort_stats("tottime").print_stats(15)
     console.print(buf.getvalue(), highlight=False, markup=False, soft_wrap=True)
     engine.dispose()

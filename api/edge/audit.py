@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Connection, Engine, insert, select, text
 from sqlmodel import Session
 
 from api.models import AuditEntry
@@ -20,6 +20,9 @@ from api.models.base import now
 
 _TABLE = AuditEntry.__table__  # type: ignore[attr-defined]
 _LAST_HASH = select(_TABLE.c.entry_hash).order_by(_TABLE.c.id.desc()).limit(1)
+_INSERT = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+_SQLITE_LOCK = text("UPDATE api_audit_log SET id = id WHERE 0")
 _lock = threading.Lock()  # one appender at a time in this process; the database's lock across them
 _ADVISORY_KEY = 0x72786C6564676572 & 0x7FFFFFFFFFFFFFFF  # "rxledger"
 _HASHED = (
@@ -116,27 +119,33 @@ def append_many(
     Returns the stored rows. One prepared INSERT for all of them: the ORM's unit
     of work cost more than the rest of a verification (scripts/bench-verify --profile)."""
     rows = [_row(fields) for fields in entries]
-    with _lock, Session(engine, expire_on_commit=False) as session:
-        if also is not None:
+    with _lock:
+        if also is None:  # the middleware's groups: a bare connection, no ORM session around it
+            with engine.begin() as conn:
+                _insert(engine, conn, rows)
+            return rows
+        with Session(engine, expire_on_commit=False) as session:
             also(session)
-        if engine.dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
-        else:
-            # SQLite: take the database's write lock before reading the last hash, or another
-            # process can read the same one and fork the chain (a write matching no row takes it,
-            # and fires no trigger)
-            session.execute(text("UPDATE api_audit_log SET id = id WHERE 0"))
-        last = session.execute(_LAST_HASH).scalar() or ""
-        for row in rows:
-            row["prev_hash"] = last
-            row["entry_hash"] = last = row_hash(last, row)
-        ids = session.execute(
-            insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True), rows
-        ).scalars()
-        for row, id_ in zip(rows, ids, strict=True):
-            row["id"] = id_
-        session.commit()
+            _insert(engine, session, rows)
+            session.commit()
         return rows
+
+
+def _insert(engine: Engine, db: Connection | Session, rows: list[dict[str, Any]]) -> None:
+    if engine.dialect.name == "postgresql":
+        db.execute(_PG_LOCK, {"k": _ADVISORY_KEY})
+    else:
+        # SQLite: take the database's write lock before reading the last hash, or another process
+        # can read the same one and fork the chain (a write matching no row takes it, and fires no
+        # trigger)
+        db.execute(_SQLITE_LOCK)
+    last = db.execute(_LAST_HASH).scalar() or ""
+    for row in rows:
+        row["prev_hash"] = last
+        row["entry_hash"] = last = row_hash(last, row)
+    ids = db.execute(_INSERT, rows).scalars()
+    for row, id_ in zip(rows, ids, strict=True):
+        row["id"] = id_
 
 
 def verify_chain(engine: Engine) -> tuple[int, int | None]:
