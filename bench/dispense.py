@@ -421,7 +421,7 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
             "unit": unit,
             "baseline": round(baseline, 3),
             "baseline_name": baseline_name,
-            "ratio": round(value / baseline, 4) if baseline else None,
+            "ratio": float(f"{value / baseline:.4g}") if baseline else None,
         }
 
     chain = (

@@ -127,7 +127,7 @@ class Layout:
         return f"BV{b:04d}"
 
 
-def sample_body(layout: Layout, rng: random.Random) -> dict[str, Any]:
+def sample_body(layout: Layout, rng: random.Random, scans: bool = True) -> dict[str, Any]:
     """One request body: a random pack, 90% of them held by the pharmacy."""
     want_ok = rng.random() < OK_SHARE
     while True:
@@ -135,7 +135,7 @@ def sample_body(layout: Layout, rng: random.Random) -> dict[str, Any]:
         if (layout.holder(i) == "pharmacy") == want_ok:
             break
     serial, lot = layout.serial(i), layout.lot(i // BATCH_UNITS)
-    if rng.random() < SCAN_SHARE:
+    if scans and rng.random() < SCAN_SHARE:
         return {"code": f"]d201{GTIN}17{EXPIRY_YYMMDD}10{lot}{GS}21{serial}"}
     return {"gtin": GTIN, "serial": serial, "lot": lot, "expiry": EXPIRY}
 
@@ -612,7 +612,7 @@ def _postgres_cpu(pidfile: str | None) -> float:
 @dataclass(frozen=True)
 class GenConfig:
     port: int
-    path: str
+    path: str  # /bare, /v1/verify, /v1/verify/bulk or /vrs (GET, the pack in the path)
     token: str
     connections: int
     seed: int
@@ -621,15 +621,28 @@ class GenConfig:
     duration: float
 
 
+TOTE = 100  # packs per /v1/verify/bulk request
+
+
 def _requests(cfg: GenConfig) -> list[bytes]:
     rng = random.Random(cfg.seed)
     layout = Layout(cfg.units)
     out = []
-    for _ in range(BODY_POOL):
-        body = json.dumps(sample_body(layout, rng), separators=(",", ":")).encode()
+    auth = f"Host: 127.0.0.1:{cfg.port}\r\nAuthorization: Bearer {cfg.token}\r\n"
+    for _ in range(BODY_POOL // (TOTE if cfg.path == "/v1/verify/bulk" else 1)):
+        if cfg.path == "/vrs":  # GS1 Lightweight Messaging: the product identifier in the path
+            pack = sample_body(layout, rng, scans=False)
+            target = f"/vrs/01/{GTIN}/10/{pack['lot']}/21/{pack['serial']}?exp={EXPIRY_YYMMDD}"
+            out.append(f"GET {target} HTTP/1.1\r\n{auth}\r\n".encode())
+            continue
+        data = (
+            {"packs": [sample_body(layout, rng) for _ in range(TOTE)]}
+            if cfg.path == "/v1/verify/bulk"
+            else sample_body(layout, rng)
+        )
+        body = json.dumps(data, separators=(",", ":")).encode()
         head = (
-            f"POST {cfg.path} HTTP/1.1\r\nHost: 127.0.0.1:{cfg.port}\r\n"
-            f"Authorization: Bearer {cfg.token}\r\nContent-Type: application/json\r\n"
+            f"POST {cfg.path} HTTP/1.1\r\n{auth}Content-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         out.append(head + body)
@@ -672,7 +685,7 @@ async def _load(cfg: GenConfig, requests: list[bytes], start: float) -> dict[str
                 latencies.append(t1 - t0)
                 status = int(head[9:12])
                 statuses[status] = statuses.get(status, 0) + 1
-                if OK_MARK in body:
+                if OK_MARK in body or b'"verified":true' in body:
                     ok[0] += 1
         writer.close()
 
@@ -727,6 +740,9 @@ def _pct(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+PATHS = {"bare": "/bare", "verify": "/v1/verify", "bulk": "/v1/verify/bulk", "vrs": "/vrs"}
+
+
 def measure(
     label: str,
     backend: str,
@@ -748,7 +764,7 @@ def measure(
     for i, connections in enumerate(per):
         cfg = GenConfig(
             port=server.port,
-            path="/bare" if app == "bare" else "/v1/verify",
+            path=PATHS[app],
             token=token,
             connections=connections,
             seed=1000 + i,
@@ -1079,10 +1095,16 @@ def json_results(
     out: list[dict[str, Any]] = []
     bare = {m.workers: m for m in measurements if m.app == "bare"}
     for m in measurements:
-        base = bare.get(m.workers) if m.app == "verify" else None
+        base = bare.get(m.workers) if m.app != "bare" else None
         where = "" if m.app == "bare" else f" {m.backend}"
         tag = f"{m.app}{where}, {m.workers} worker{'s' if m.workers > 1 else ''}"
+        packs = (
+            [("packs verified", "packs/s", m.rps * TOTE, base.rps if base else None)]
+            if m.app == "bulk"
+            else []
+        )
         for name, unit, value, baseline in (
+            *packs,
             ("p50 latency", "ms", m.p50_ms, base.p50_ms if base else None),
             ("p95 latency", "ms", m.p95_ms, base.p95_ms if base else None),
             ("p99 latency", "ms", m.p99_ms, base.p99_ms if base else None),
@@ -1140,13 +1162,13 @@ def print_report(
     for c in cols:
         table.add_column(c, justify="right")
     for m in measurements:
-        if m.app != "verify":
+        if m.app == "bare":
             continue
         b = bare[m.workers]
         ratio = m.rps / b.rps
         met = m.p95_ms < P95_BAR_MS and ratio >= RPS_BAR
         table.add_row(
-            m.backend,
+            m.backend if m.app == "verify" else f"{m.backend} {m.app}",
             str(m.workers),
             f"{m.p50_ms:.1f} / {m.p95_ms:.1f} / {m.p99_ms:.1f}",
             f"{m.rps:,.0f}",
@@ -1206,8 +1228,8 @@ def run_measurements(
     backends = [("SQLite", built.sqlite_url)] + ([("PostgreSQL", built.pg_url)] if built.pg_url else [])
     out: list[Measurement] = []
     for workers in args.workers:
-        for backend, url in [("-", ""), *backends]:
-            app = "bare" if backend == "-" else "verify"
+        runs = [("-", "", "bare")] + [(b, u, e) for b, u in backends for e in args.endpoints]
+        for backend, url, app in runs:
             factory = "bare_app" if app == "bare" else "verify_app"
             label = f"{app}{'' if app == 'bare' else ' ' + backend} x{workers}"
             server = Server(factory, workers, _server_env(built, url), built.tmp, built.tmp / "uvicorn.log")
@@ -1215,7 +1237,7 @@ def run_measurements(
             try:
                 path = "/bare" if app == "bare" else "/v1/verify"
                 server.wait_ready(path, built.token, ok_body)
-                if app == "verify":
+                if app != "bare":
                     _check_verdicts(server.port, built.token, ok_body, elsewhere)
                 if args.quiet_wait > 0:
                     wait_quiet(args.quiet_wait, console)
@@ -1251,6 +1273,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     parser.add_argument("--clients", type=int, default=1, help="load generator processes")
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
+    parser.add_argument(
+        "--endpoints",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=["verify"],
+        help="verify,vrs,bulk: POST /v1/verify, GET /vrs/01/.../21/..., POST /v1/verify/bulk (totes of 100)",
+    )
     parser.add_argument("--gas-limit", type=int, default=300_000_000, help="Anvil block gas limit")
     parser.add_argument(
         "--units-per-tx", type=int, default=0, help="default: as many as the gas limit allows"
