@@ -5,10 +5,12 @@ codes, and the chain evidence (block and events) the answer rests on."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Row, bindparam, text
 from sqlalchemy.engine import RowMapping
 
 from api.edge.auth import REGULATOR, Principal
@@ -55,6 +57,10 @@ _PACK = text(
     " LEFT JOIN organizations om ON om.id = b.manufacturer"
     ' WHERE u."key" = :key'
 )
+# A tote: the same join for all its packs, and each pack's last events in one statement
+_PACKS = text(_PACK.text.replace('WHERE u."key" = :key', 'WHERE u."key" IN :keys')).bindparams(
+    bindparam("keys", expanding=True)
+)
 _SPONSOR = text("SELECT sponsor_org FROM products WHERE gtin = :gtin")
 _ORG_NAME = text("SELECT name FROM organizations WHERE id = :id")
 _CHECKPOINT = text("SELECT block_number, block_hash, chain_id FROM indexer_checkpoint LIMIT 1")
@@ -64,6 +70,15 @@ _EVENTS = text(
     " ON ci.block_number = ce.block_number AND ci.log_index = ce.log_index"
     " WHERE ci.item_key = :key ORDER BY ce.block_number DESC, ce.log_index DESC LIMIT :n"
 )
+_EVENTS_MANY = text(
+    "SELECT item_key, block_number, log_index, tx_hash, action, event_hash FROM ("
+    " SELECT ci.item_key, ce.block_number, ce.log_index, ce.tx_hash, ce.action, ce.event_hash,"
+    " ROW_NUMBER() OVER (PARTITION BY ci.item_key ORDER BY ce.block_number DESC, ce.log_index DESC) AS rn"
+    " FROM custody_event_items ci JOIN custody_events ce"
+    " ON ci.block_number = ce.block_number AND ci.log_index = ce.log_index"
+    " WHERE ci.item_key IN :keys) recent"
+    " WHERE rn <= :n ORDER BY item_key, block_number DESC, log_index DESC"
+).bindparams(bindparam("keys", expanding=True))
 _LAST_STATUS = text(
     "SELECT block_number, log_index, tx_hash FROM batch_status_history WHERE batch_id = :batch_id"
     " ORDER BY block_number DESC, log_index DESC LIMIT 1"
@@ -79,30 +94,31 @@ def evidence(conn: Connection, key: str | None, batch_id: str | None) -> dict[st
     """The block the read models stand at, and the on-chain events (block, log index, tx) the answer
     rests on: the pack's custody events and its batch's last status change."""
     cp = conn.execute(_CHECKPOINT).first()
-    events: list[dict[str, Any]] = []
-    if key is not None:
-        rows = conn.execute(_EVENTS, {"key": key, "n": EVENTS_SHOWN}).all()
-        events = [
+    rows = conn.execute(_EVENTS, {"key": key, "n": EVENTS_SHOWN}).all() if key is not None else []
+    last = conn.execute(_LAST_STATUS, {"batch_id": batch_id}).first() if batch_id is not None else None
+    return _evidence(cp, rows, last)
+
+
+def _evidence(cp: Row[Any] | None, newest_first: Sequence[Any], last: Row[Any] | None) -> dict[str, Any]:
+    events: list[dict[str, Any]] = [
+        {
+            "block": r.block_number,
+            "log_index": r.log_index,
+            "tx_hash": r.tx_hash,
+            "action": r.action,
+            "event_hash": r.event_hash,
+        }
+        for r in reversed(newest_first)
+    ]
+    if last is not None:
+        events.append(
             {
-                "block": r.block_number,
-                "log_index": r.log_index,
-                "tx_hash": r.tx_hash,
-                "action": r.action,
-                "event_hash": r.event_hash,
+                "block": last.block_number,
+                "log_index": last.log_index,
+                "tx_hash": last.tx_hash,
+                "action": "batch_status_changed",
             }
-            for r in reversed(rows)
-        ]
-    if batch_id is not None:
-        last = conn.execute(_LAST_STATUS, {"batch_id": batch_id}).first()
-        if last is not None:
-            events.append(
-                {
-                    "block": last.block_number,
-                    "log_index": last.log_index,
-                    "tx_hash": last.tx_hash,
-                    "action": "batch_status_changed",
-                }
-            )
+        )
     return {
         "block_number": int(cp.block_number) if cp else None,
         "block_hash": cp.block_hash if cp else None,
@@ -132,15 +148,64 @@ def verify_pack(
     conn: Connection, principal: Principal, ident: Identifier, *, today: dt.date | None = None
 ) -> Verification:
     assert ident.gtin is not None and ident.serial is not None
-    today = today or dt.datetime.now(dt.UTC).date()
     key = "0x" + unit_key(ident.gtin, ident.serial).hex()
+    unit = conn.execute(_PACK, {"key": key}).mappings().first()
+    return _judge(conn, principal, ident, key, unit, today=today, evidence_of=evidence)
+
+
+def verify_packs(
+    conn: Connection, principal: Principal, idents: Sequence[Identifier], *, today: dt.date | None = None
+) -> list[Verification]:
+    """`verify_pack` for a tote, set-based: one statement reads all its packs, one their last events,
+    one per batch its last status change, and one the checkpoint (instead of five per pack)."""
+    keys = []
+    for ident in idents:
+        assert ident.gtin is not None and ident.serial is not None
+        keys.append("0x" + unit_key(ident.gtin, ident.serial).hex())
+    distinct = sorted(set(keys))
+    units = {r["key"]: r for r in conn.execute(_PACKS, {"keys": distinct}).mappings()}
+    recent: dict[str, list[Any]] = {}
+    for r in conn.execute(_EVENTS_MANY, {"keys": sorted(units), "n": EVENTS_SHOWN}) if units else ():
+        recent.setdefault(r.item_key, []).append(r)
+    cp = conn.execute(_CHECKPOINT).first()
+    last: dict[str, Row[Any] | None] = {
+        b: conn.execute(_LAST_STATUS, {"batch_id": b}).first()
+        for b in sorted({str(u["batch_id"]) for u in units.values()})
+    }
+
+    def evidence_of(_: Connection, key: str | None, batch_id: str | None) -> dict[str, Any]:
+        return _evidence(cp, recent.get(key, []) if key else [], last.get(batch_id) if batch_id else None)
+
+    name_of = cache(lambda org_id: _org_name(conn, org_id))  # a tote's packs mostly share a holder
+    return [
+        _judge(
+            conn, principal, ident, key, units.get(key), today=today, evidence_of=evidence_of, name_of=name_of
+        )
+        for ident, key in zip(idents, keys, strict=True)
+    ]
+
+
+def _judge(
+    conn: Connection,
+    principal: Principal,
+    ident: Identifier,
+    key: str,
+    unit: RowMapping | None,
+    *,
+    today: dt.date | None,
+    evidence_of: Callable[[Connection, str | None, str | None], dict[str, Any]],
+    name_of: Callable[[int], str | None] | None = None,
+) -> Verification:
+    """The answer for one pack from its row (`_PACK`, None when unknown)."""
+    name_of = name_of or (lambda org_id: _org_name(conn, org_id))
+    assert ident.gtin is not None and ident.serial is not None
+    today = today or dt.datetime.now(dt.UTC).date()
     pack = {
         "gtin": ident.gtin,
         "serial": ident.serial,
         "lot": ident.lot,
         "expiry": ident.expiry.isoformat() if ident.expiry else None,
     }
-    unit = conn.execute(_PACK, {"key": key}).mappings().first()
     if unit is None:
         sponsor = conn.execute(_SPONSOR, {"gtin": ident.gtin}).scalar()
         reason = "unknown serial: never commissioned on the network" if sponsor else "unknown product (GTIN)"
@@ -151,7 +216,7 @@ def verify_pack(
             "verdict": "do_not_dispense",
             "reasons": [reason],
             "alerts": [UNKNOWN_SERIAL],
-            "evidence": evidence(conn, None, None),
+            "evidence": evidence_of(conn, None, None),
         }
         return Verification(body, [UNKNOWN_SERIAL], key, None, int(sponsor) if sponsor else None)
     batch = unit  # the row carries the batch's columns too
@@ -212,13 +277,11 @@ def verify_pack(
         "pack_status": "in_transit" if in_transit and state == UnitState.ACTIVE else state.name.lower(),
         "suspect": SuspectStatus(suspect).name.lower(),
         "held_by_you": held_by_you,
-        "holder": (
-            {"org_id": custody.holder, "name": _org_name(conn, custody.holder)} if show_parties else None
-        ),
+        "holder": ({"org_id": custody.holder, "name": name_of(custody.holder)} if show_parties else None),
         "packed": custody.packed,
         "verdict": "ok_to_dispense" if not reasons else "do_not_dispense",
         "reasons": reasons,
         "alerts": alerts,
-        "evidence": evidence(conn, key, batch["batch_id"]),
+        "evidence": evidence_of(conn, key, batch["batch_id"]),
     }
     return Verification(body, alerts, key, batch["batch_id"], int(batch["sponsor"]))

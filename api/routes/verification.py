@@ -23,7 +23,7 @@ from api.edge.rules import PROBLEM_BASE, rule_problem
 from api.epcis.plain import org_gln
 from api.models.alerts import Alert, AlertStatus
 from api.read import alerts as alerting
-from api.read.verify import ALREADY_DISPENSED, COUNTERFEIT_SIGNALS, Verification, verify_pack
+from api.read.verify import ALREADY_DISPENSED, COUNTERFEIT_SIGNALS, Verification, verify_pack, verify_packs
 from api.routes import custody
 from api.routes.common import RowId, WriteDep
 from api.routes.openapi import ACCEPTED
@@ -128,7 +128,12 @@ async def verify_bulk(
     principal: Annotated[Principal, Depends(Permit("read"))],
 ) -> dict[str, Any]:
     idents = [p.identifier(f"packs[{i}].code") for i, p in enumerate(body.packs)]
-    results = [await _verify(runtime, principal, ident) for ident in idents]
+    with runtime.engine.connect() as conn:
+        checked = verify_packs(conn, principal, idents)
+    for result, ident in zip(checked, idents, strict=True):
+        if any(code in COUNTERFEIT_SIGNALS for code in result.alerts):
+            await asyncio.to_thread(_record_alerts, runtime, principal, result, ident)
+    results = [result.body for result in checked]
     _audit(request, results)
     ok = sum(r["verdict"] == "ok_to_dispense" for r in results)
     return {"results": results, "ok_to_dispense": ok, "do_not_dispense": len(results) - ok}

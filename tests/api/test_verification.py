@@ -199,3 +199,36 @@ def test_the_counters_one_join_custody_equals_the_general_resolver(consortium: C
     consortium.as_("3pl").post(
         "/v1/shipments/VF-EQ-T/reject", {"containers": [moving], "reason": "test over"}
     )
+
+
+def test_a_tote_answers_each_pack_as_verifying_it_alone_does(consortium: Consortium) -> None:
+    """/v1/verify/bulk reads a tote set-based (one statement for all packs, one for their events);
+    each answer equals the one-pack answer: fine, dispensed, undone, wrong lot, wrong expiry,
+    unknown serial, unknown product, a pack still in its case, the same pack twice."""
+    at_pharmacy(consortium, "VF-7", ["VF7A", "VF7B", "VF7C"], 7)
+    case = sscc("4098765", 897_001)
+    released_batch(consortium, "VF-8", ["VF8A", "VF8B"], [case])  # still packed, at the CMO
+    pharmacy = consortium.as_("pharmacy")
+    pharmacy.post("/v1/dispense", {"units": [{"gtin": JOURNEY_GTIN, "serial": "VF7B"}]})
+    pharmacy.post("/v1/dispense", {"units": [{"gtin": JOURNEY_GTIN, "serial": "VF7C"}]})
+    pharmacy.post("/v1/undo", {"units": [{"gtin": JOURNEY_GTIN, "serial": "VF7C"}]})
+    packs: list[dict[str, Any]] = [
+        {"code": scan("VF7A", "VF-7")},
+        {"code": scan("VF7B", "VF-7")},
+        {"code": scan("VF7C", "VF-7")},
+        {"code": scan("VF7A", "VF-X")},
+        {"code": scan("VF7A", "VF-7", "300101")},
+        {"gtin": JOURNEY_GTIN, "serial": "VF7-NEVER"},
+        {"gtin": "04012345999990", "serial": "VF7A"},
+        {"gtin": JOURNEY_GTIN, "serial": "VF8A"},
+        {"code": scan("VF7A", "VF-7")},
+    ]
+    tote = pharmacy.post("/v1/verify/bulk", {"packs": packs})
+    alone = [pharmacy.post("/v1/verify", p) for p in packs]
+
+    def same(answer: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in answer.items() if k != "evidence"} | {"events": answer["evidence"]["events"]}
+
+    assert [same(a) for a in tote["results"]] == [same(a) for a in alone]
+    assert [a["verdict"] for a in tote["results"]].count("ok_to_dispense") == tote["ok_to_dispense"] == 3
+    assert tote["results"][7]["packed"] is True and tote["results"][1]["pack_status"] == "dispensed"
