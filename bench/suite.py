@@ -72,7 +72,7 @@ BENCHES = (
         "verify",
         "Verification at the counter: `POST /v1/verify` at 1,000,000 packs",
         "scripts/bench-verify",
-        ("--units", "1000000", "--workers", "1,2", "--postgres"),
+        ("--units", "1000000", "--workers", "1,2", "--postgres", "--endpoints", "verify,vrs,bulk"),
         ("--units", "20000", "--workers", "1", "--duration", "4", "--warmup", "1", "--quiet-wait", "0"),
         "A closed loop keeps 32 requests in flight against the real API (a pharmacy operator's token, "
         "packs drawn at random from the million) and, as the baseline, against a bare FastAPI POST "
