@@ -1117,7 +1117,7 @@ def json_results(
                     "value": round(value, 3),
                     "unit": unit,
                     "baseline": round(baseline, 3) if baseline is not None else None,
-                    "ratio": round(value / baseline, 4) if baseline else None,
+                    "ratio": float(f"{value / baseline:.4g}") if baseline else None,
                     "extra": extra,
                 }
             )

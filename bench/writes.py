@@ -407,7 +407,7 @@ def figures(r: dict[str, Any]) -> list[dict[str, Any]]:
             "unit": unit,
             "baseline": round(baseline, 3),
             "baseline_name": baseline_name,
-            "ratio": round(value / baseline, 4),
+            "ratio": float(f"{value / baseline:.4g}"),
         }
 
     units, n = r["units"], r["custody_shipments"]
