@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import text
 
+from api.database import read_on_loop_or_thread
 from api.edge.clientaddr import client_address
 from api.edge.problems import Problem
 from api.edge.rules import PROBLEM_BASE
@@ -125,10 +126,10 @@ def _unauthenticated(detail: str, rule: str = "unauthenticated") -> Problem:
 
 
 async def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
-    """The dependency: on the event loop, not in the thread pool. Its one query is an indexed lookup
-    by primary keys (tens of microseconds on SQLite, one round trip on PostgreSQL); the pool's hop
-    to and from a worker thread cost more than that (scripts/bench-verify --profile)."""
-    return authenticate_request(request, runtime)
+    """The dependency: on SQLite on the event loop, not in the thread pool (its one query is an
+    indexed lookup, tens of microseconds; the pool's hop cost more, scripts/bench-verify --profile);
+    on PostgreSQL in a worker thread (a round trip on the loop would hold the worker's other requests)."""
+    return await read_on_loop_or_thread(runtime.engine, authenticate_request, request, runtime)
 
 
 def authenticate_request(request: Request, runtime: Runtime) -> Principal:

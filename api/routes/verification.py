@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from api.database import read_on_loop_or_thread
 from api.edge.auth import Permit, Principal, RuntimeDep
 from api.edge.identifiers import Gln, Gtin, Lot, Serial, UnitRef
 from api.edge.problems import Problem
@@ -86,11 +87,20 @@ def _record_alerts(runtime: Runtime, principal: Principal, result: Verification,
             )
 
 
-async def _verify(runtime: Runtime, principal: Principal, pack: Identifier) -> dict[str, Any]:
-    """On the event loop (a few indexed lookups); an alert's write, rare, in a worker thread: it
-    may wait for the database's write lock, the loop must not."""
+def _check(runtime: Runtime, principal: Principal, pack: Identifier) -> Verification:
     with runtime.engine.connect() as conn:
-        result = verify_pack(conn, principal, pack)
+        return verify_pack(conn, principal, pack)
+
+
+def _check_tote(runtime: Runtime, principal: Principal, packs: list[Identifier]) -> list[Verification]:
+    with runtime.engine.connect() as conn:
+        return verify_packs(conn, principal, packs)
+
+
+async def _verify(runtime: Runtime, principal: Principal, pack: Identifier) -> dict[str, Any]:
+    """On the event loop for SQLite, in a thread for PostgreSQL (`read_on_loop_or_thread`); an
+    alert's write, rare, in a worker thread: it may wait for the write lock, the loop must not."""
+    result = await read_on_loop_or_thread(runtime.engine, _check, runtime, principal, pack)
     if any(code in COUNTERFEIT_SIGNALS for code in result.alerts):
         await asyncio.to_thread(_record_alerts, runtime, principal, result, pack)
     return result.body
@@ -128,8 +138,7 @@ async def verify_bulk(
     principal: Annotated[Principal, Depends(Permit("read"))],
 ) -> dict[str, Any]:
     idents = [p.identifier(f"packs[{i}].code") for i, p in enumerate(body.packs)]
-    with runtime.engine.connect() as conn:
-        checked = verify_packs(conn, principal, idents)
+    checked = await read_on_loop_or_thread(runtime.engine, _check_tote, runtime, principal, idents)
     for result, ident in zip(checked, idents, strict=True):
         if any(code in COUNTERFEIT_SIGNALS for code in result.alerts):
             await asyncio.to_thread(_record_alerts, runtime, principal, result, ident)
