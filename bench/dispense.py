@@ -248,6 +248,17 @@ def _totes(
     return accepted, statuses, time.time() - t0
 
 
+def _verdict(ledger: Any, after_block: int, keys: set[bytes]) -> tuple[int, int, int]:
+    """From the chain's UnitsDecommissioned logs since `after_block`: (accepted packs never
+    decommissioned, accepted packs decommissioned more than once, packs decommissioned not accepted)."""
+    seen: Counter[bytes] = Counter()
+    for event in ledger.events.UnitsDecommissioned.get_logs(from_block=after_block + 1, to_block="latest"):
+        for key in event["args"]["keys"]:
+            seen[bytes(key)] += 1
+    lost = sum(1 for k in keys if seen[k] == 0)
+    return lost, sum(1 for k in keys if seen[k] > 1), sum(1 for k in seen if k not in keys)
+
+
 def _outcomes(engine: Any, ids: list[str], timeout: float = 600) -> dict[str, tuple[str, float]]:
     """operation id -> (status, finished_at) once every one has finished (or the timeout passed)."""
     deadline = time.time() + timeout
@@ -357,16 +368,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             r["indexed_p95_ms"] = _pct(lat, 0.95) * 1000
             # the verdict from the chain: every accepted pack dispensed, exactly once
             ledger = contracts["CustodyLedger"]
-            keys = {unit_key(JOURNEY_GTIN, s): s for _, _, s in accepted}
-            seen: Counter[bytes] = Counter()
-            for event in ledger.events.UnitsDecommissioned.get_logs(
-                from_block=head_before + 1, to_block="latest"
-            ):
-                for key in event["args"]["keys"]:
-                    seen[bytes(key)] += 1
-            r["lost"] = sum(1 for k in keys if seen[k] == 0)
-            r["duplicated"] = sum(1 for k in keys if seen[k] > 1)
-            r["dispensed_not_accepted"] = sum(1 for k in seen if k not in keys)
+            keys = {unit_key(JOURNEY_GTIN, s) for _, _, s in accepted}
+            r["lost"], r["duplicated"], r["dispensed_not_accepted"] = _verdict(ledger, head_before, keys)
             if args.tote_seconds > 0:
                 head_before = w3.eth.block_number
                 with console.status(f"totes of {args.tote_size} packs, one client per pharmacy"):
@@ -391,14 +394,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 r["tote_indexed_p95_ms"] = _pct([f - t0 for t0, f, _ in ok], 0.95) * 1000 if ok else 0.0
                 tote_keys = {unit_key(JOURNEY_GTIN, s) for _, _, n in totes for s in n}
-                tote_seen: Counter[bytes] = Counter()
-                for event in ledger.events.UnitsDecommissioned.get_logs(
-                    from_block=head_before + 1, to_block="latest"
-                ):
-                    for key in event["args"]["keys"]:
-                        tote_seen[bytes(key)] += 1
-                r["tote_lost"] = sum(1 for k in tote_keys if tote_seen[k] == 0)
-                r["tote_duplicated"] = sum(1 for k in tote_keys if tote_seen[k] > 1)
+                r["tote_lost"], r["tote_duplicated"], _ = _verdict(ledger, head_before, tote_keys)
             r["api_idle_rss_mib"] = idle_rss
             r["api_peak_rss_mib"] = peak_rss_mib(api.proc.pid) or 0.0
             r["indexer_peak_rss_mib"] = peak_rss_mib(indexer.pid) if indexer is not None else None

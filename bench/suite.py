@@ -45,6 +45,9 @@ class Bench:
     reading: str  # how to read the figures (written into BENCHMARKS.md)
 
 
+DISPENSE_QUICK = ("--seconds", "5", "--clients", "8", "--pharmacies", "2", "--stock-per-pharmacy", "600",
+                  "--baseline-per-pharmacy", "100", "--tote-seconds", "3", "--tote-stock-per-pharmacy",
+                  "500")  # fmt: skip
 DISPENSE_READING = (
     "64 clients of 8 pharmacies each post single-pack `POST /v1/decommission` (202, no waiting) one "
     "after the other for the run's length; then one client per pharmacy posts totes of 100 packs. A "
@@ -98,22 +101,7 @@ BENCHES = (
         "Dispensing at load: single packs and totes from many pharmacies (automine)",
         "scripts/bench-dispense",
         ("--seconds", "60"),
-        (
-            "--seconds",
-            "5",
-            "--clients",
-            "8",
-            "--pharmacies",
-            "2",
-            "--stock-per-pharmacy",
-            "600",
-            "--baseline-per-pharmacy",
-            "100",
-            "--tote-seconds",
-            "3",
-            "--tote-stock-per-pharmacy",
-            "500",
-        ),
+        DISPENSE_QUICK,
         DISPENSE_READING,
     ),
     Bench(
@@ -121,24 +109,7 @@ BENCHES = (
         "Dispensing at load on 1-s blocks",
         "scripts/bench-dispense",
         ("--seconds", "60", "--block-time", "1"),
-        (
-            "--seconds",
-            "5",
-            "--clients",
-            "8",
-            "--pharmacies",
-            "2",
-            "--stock-per-pharmacy",
-            "600",
-            "--baseline-per-pharmacy",
-            "100",
-            "--tote-seconds",
-            "3",
-            "--tote-stock-per-pharmacy",
-            "500",
-            "--block-time",
-            "1",
-        ),
+        (*DISPENSE_QUICK, "--block-time", "1"),
         DISPENSE_READING,
     ),
     Bench(
