@@ -171,6 +171,42 @@ def _baseline(url: str, w3: Any, holders: list[tuple[LedgerClient, int]], serial
     return len(raws) / (time.perf_counter() - t0)
 
 
+def _dispense(
+    base: str, work: list[tuple[str, list[list[str]]]], seconds: float, *, out_of_stock_is_error: bool
+) -> tuple[list[tuple[float, str, list[str]]], Counter[int], float]:
+    """One client per (token, requests) of `work`, each posting its requests (the serials of one
+    `POST /v1/decommission`) one after the other until the time is up: (start time, operation id,
+    serials) of every accepted request, answers by status, seconds taken."""
+    accepted: list[tuple[float, str, list[str]]] = []
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    deadline = time.time() + seconds
+
+    def client(token: str, requests_: list[list[str]]) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, timeout=120) as http:
+            for serials in requests_:
+                if time.time() >= deadline:
+                    return
+                t0 = time.time()
+                units = [{"gtin": JOURNEY_GTIN, "serial": s} for s in serials]
+                r = http.post(
+                    "/v1/decommission", json={"units": units, "reason": "dispensed"}, headers=headers
+                )
+                with lock:
+                    statuses[r.status_code] += 1
+                    if r.status_code == 202:
+                        accepted.append((t0, r.json()["id"], serials))
+        if out_of_stock_is_error:
+            raise RuntimeError("a client ran out of packs: give the pharmacies more stock")
+
+    t0 = time.time()
+    with ThreadPoolExecutor(len(work)) as pool:
+        for f in [pool.submit(client, token, requests_) for token, requests_ in work]:
+            f.result()
+    return accepted, statuses, time.time() - t0
+
+
 def _load(
     base: str,
     pharmacies: list[tuple[dict[str, Any], str]],
@@ -178,38 +214,15 @@ def _load(
     clients: int,
     seconds: float,
 ) -> tuple[list[tuple[float, str, str]], Counter[int], float]:
-    """Each client dispenses its pharmacy's packs one request after the other until the time is up:
+    """Each client dispenses its pharmacy's packs one request a pack until the time is up:
     (start time, operation id, serial) of every accepted request, answers by status, seconds taken."""
-    accepted: list[tuple[float, str, str]] = []
-    statuses: Counter[int] = Counter()
-    lock = threading.Lock()
-    deadline = time.time() + seconds
-    per_client: list[tuple[str, list[str]]] = []
+    work: list[tuple[str, list[list[str]]]] = []
     for c in range(clients):
         p = c % len(pharmacies)
         share = serials[p][c // len(pharmacies) :: max(1, clients // len(pharmacies))]
-        per_client.append((pharmacies[p][1], share))
-
-    def client(token: str, own: list[str]) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=base, timeout=60) as http:
-            for serial in own:
-                if time.time() >= deadline:
-                    return
-                t0 = time.time()
-                body = {"units": [{"gtin": JOURNEY_GTIN, "serial": serial}], "reason": "dispensed"}
-                r = http.post("/v1/decommission", json=body, headers=headers)
-                with lock:
-                    statuses[r.status_code] += 1
-                    if r.status_code == 202:
-                        accepted.append((t0, r.json()["id"], serial))
-            raise RuntimeError("a client ran out of packs: give the pharmacies more stock")
-
-    t0 = time.time()
-    with ThreadPoolExecutor(clients) as pool:
-        for f in [pool.submit(client, token, own) for token, own in per_client]:
-            f.result()
-    return accepted, statuses, time.time() - t0
+        work.append((pharmacies[p][1], [[s] for s in share]))
+    accepted, statuses, took = _dispense(base, work, seconds, out_of_stock_is_error=True)
+    return [(t0, op, packs[0]) for t0, op, packs in accepted], statuses, took
 
 
 def _totes(
@@ -219,33 +232,13 @@ def _totes(
     size: int,
     seconds: float,
 ) -> tuple[list[tuple[float, str, list[str]]], Counter[int], float]:
-    """One client per pharmacy posting totes of `size` packs one after the other until the time is up
-    or its stock is gone: (start, operation id, serials) of every accepted tote, answers, seconds."""
-    accepted: list[tuple[float, str, list[str]]] = []
-    statuses: Counter[int] = Counter()
-    lock = threading.Lock()
-    deadline = time.time() + seconds
-
-    def client(token: str, own: list[str]) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=base, timeout=120) as http:
-            for start in range(0, len(own) - size + 1, size):
-                if time.time() >= deadline:
-                    return
-                tote = own[start : start + size]
-                t0 = time.time()
-                body = {"units": [{"gtin": JOURNEY_GTIN, "serial": s} for s in tote], "reason": "dispensed"}
-                r = http.post("/v1/decommission", json=body, headers=headers)
-                with lock:
-                    statuses[r.status_code] += 1
-                    if r.status_code == 202:
-                        accepted.append((t0, r.json()["id"], tote))
-
-    t0 = time.time()
-    with ThreadPoolExecutor(len(pharmacies)) as pool:
-        for f in [pool.submit(client, tok, own) for (_, tok), own in zip(pharmacies, serials, strict=True)]:
-            f.result()
-    return accepted, statuses, time.time() - t0
+    """One client per pharmacy posting totes of `size` packs until the time is up or its stock is
+    gone."""
+    work = [
+        (token, [own[i : i + size] for i in range(0, len(own) - size + 1, size)])
+        for (_, token), own in zip(pharmacies, serials, strict=True)
+    ]
+    return _dispense(base, work, seconds, out_of_stock_is_error=False)
 
 
 def _verdict(ledger: Any, after_block: int, keys: set[bytes]) -> tuple[int, int, int]:

@@ -144,11 +144,15 @@ def _may_see_parties(principal: Principal, batch: RowMapping) -> bool:
     return REGULATOR in principal.org_roles or principal.org_id in (batch["sponsor"], batch["manufacturer"])
 
 
+def _key(ident: Identifier) -> str:
+    assert ident.gtin is not None and ident.serial is not None
+    return "0x" + unit_key(ident.gtin, ident.serial).hex()
+
+
 def verify_pack(
     conn: Connection, principal: Principal, ident: Identifier, *, today: dt.date | None = None
 ) -> Verification:
-    assert ident.gtin is not None and ident.serial is not None
-    key = "0x" + unit_key(ident.gtin, ident.serial).hex()
+    key = _key(ident)
     unit = conn.execute(_PACK, {"key": key}).mappings().first()
     return _judge(conn, principal, ident, key, unit, today=today, evidence_of=evidence)
 
@@ -158,10 +162,7 @@ def verify_packs(
 ) -> list[Verification]:
     """`verify_pack` for a tote, set-based: one statement reads all its packs, one their last events,
     one per batch its last status change, and one the checkpoint (instead of five per pack)."""
-    keys = []
-    for ident in idents:
-        assert ident.gtin is not None and ident.serial is not None
-        keys.append("0x" + unit_key(ident.gtin, ident.serial).hex())
+    keys = [_key(ident) for ident in idents]
     distinct = sorted(set(keys))
     units = {r["key"]: r for r in conn.execute(_PACKS, {"keys": distinct}).mappings()}
     recent: dict[str, list[Any]] = {}

@@ -87,23 +87,30 @@ def _record_alerts(runtime: Runtime, principal: Principal, result: Verification,
             )
 
 
-def _check(runtime: Runtime, principal: Principal, pack: Identifier) -> Verification:
+def _check(runtime: Runtime, principal: Principal, packs: list[Identifier]) -> list[Verification]:
     with runtime.engine.connect() as conn:
-        return verify_pack(conn, principal, pack)
-
-
-def _check_tote(runtime: Runtime, principal: Principal, packs: list[Identifier]) -> list[Verification]:
-    with runtime.engine.connect() as conn:
+        if len(packs) == 1:  # the counter's scan: the one-pack statements
+            return [verify_pack(conn, principal, packs[0])]
         return verify_packs(conn, principal, packs)
 
 
-async def _verify(runtime: Runtime, principal: Principal, pack: Identifier) -> dict[str, Any]:
-    """On the event loop for SQLite, in a thread for PostgreSQL (`read_on_loop_or_thread`); an
-    alert's write, rare, in a worker thread: it may wait for the write lock, the loop must not."""
-    result = await read_on_loop_or_thread(runtime.engine, _check, runtime, principal, pack)
-    if any(code in COUNTERFEIT_SIGNALS for code in result.alerts):
-        await asyncio.to_thread(_record_alerts, runtime, principal, result, pack)
-    return result.body
+def _record_all_alerts(
+    runtime: Runtime, principal: Principal, flagged: list[tuple[Verification, Identifier]]
+) -> None:
+    for result, pack in flagged:
+        _record_alerts(runtime, principal, result, pack)
+
+
+async def _verify(runtime: Runtime, principal: Principal, packs: list[Identifier]) -> list[Verification]:
+    """On the event loop for SQLite, in a thread for PostgreSQL (`read_on_loop_or_thread`); the
+    alerts' writes, rare, in one worker thread: they may wait for the write lock, the loop must not."""
+    results = await read_on_loop_or_thread(runtime.engine, _check, runtime, principal, packs)
+    flagged = [
+        (r, p) for r, p in zip(results, packs, strict=True) if any(c in COUNTERFEIT_SIGNALS for c in r.alerts)
+    ]
+    if flagged:
+        await asyncio.to_thread(_record_all_alerts, runtime, principal, flagged)
+    return results
 
 
 def _audit(request: Request, answers: list[dict[str, Any]]) -> None:
@@ -120,7 +127,8 @@ async def verify(
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(Permit("read"))],
 ) -> dict[str, Any]:
-    answer = await _verify(runtime, principal, body.identifier())
+    (result,) = await _verify(runtime, principal, [body.identifier()])
+    answer = result.body
     _audit(request, [answer])
     return answer
 
@@ -138,11 +146,7 @@ async def verify_bulk(
     principal: Annotated[Principal, Depends(Permit("read"))],
 ) -> dict[str, Any]:
     idents = [p.identifier(f"packs[{i}].code") for i, p in enumerate(body.packs)]
-    checked = await read_on_loop_or_thread(runtime.engine, _check_tote, runtime, principal, idents)
-    for result, ident in zip(checked, idents, strict=True):
-        if any(code in COUNTERFEIT_SIGNALS for code in result.alerts):
-            await asyncio.to_thread(_record_alerts, runtime, principal, result, ident)
-    results = [result.body for result in checked]
+    results = [result.body for result in await _verify(runtime, principal, idents)]
     _audit(request, results)
     ok = sum(r["verdict"] == "ok_to_dispense" for r in results)
     return {"results": results, "ok_to_dispense": ok, "do_not_dispense": len(results) - ok}
@@ -250,7 +254,8 @@ async def vrs(
 ) -> JSONResponse:
     expiry = _exp(exp)
     ident = Identifier("sgtin", gtin=gtin, serial=serial, lot=lot, expiry=expiry)
-    body = await _verify(runtime, principal, ident)
+    (result,) = await _verify(runtime, principal, [ident])
+    body = result.body
     _audit(request, [body])
     data: dict[str, Any] = {"verified": False}
     if not body["genuine"]:
